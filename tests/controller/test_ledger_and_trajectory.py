@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from verl_async_vla.controller.ledger import LedgerError, TrajectoryLedger
+from verl_async_vla.controller.trajectory import Episode, episodes_to_proto
+
+
+def make_episode(eid, n, success=False):
+    ep = Episode(eid, env_key=eid, instruction=f"reach the red cube {eid}")
+    for t in range(n):
+        ep.image.append(np.full((8, 8, 3), t, np.uint8))
+        ep.state.append(np.full(4, t, np.float32))
+        ep.actions.append(np.full((2, 2), t, np.float32))
+        ep.log_prob.append(-1.0 * t)
+        ep.value.append(0.1 * t)
+        ep.reward.append(1.0)
+        ep.version.append(3)
+    ep.env_steps, ep.success = 2 * n, success
+    return ep
+
+
+def test_episodes_pad_to_horizon_with_a_mask():
+    proto = episodes_to_proto([make_episode(1, 2), make_episode(2, 4, True)], horizon=4)
+    assert proto.batch["image"].shape == (2, 4, 8, 8, 3)
+    assert proto.batch["mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert proto.batch["rewards"][0].tolist() == [1, 1, 0, 0]  # no reward leaks into padding
+    assert proto.batch["image"][0, 3, 0, 0, 0] == 1  # padding repeats the last observation
+    assert proto.non_tensor_batch["success"].tolist() == [False, True]
+    assert proto.batch["policy_version"].unique().tolist() == [3]
+
+
+def test_episode_longer_than_horizon_is_rejected():
+    with pytest.raises(ValueError, match="horizon"):
+        episodes_to_proto([make_episode(1, 5)], horizon=4)
+
+
+def test_ledger_balances_and_rejects_double_training():
+    ledger = TrajectoryLedger()
+    ledger.record_produced([(1, 3), (2, 4), (3, 5)])
+    ledger.record_trained([1])
+    ledger.record_dropped([2])
+    summary = ledger.check([1])
+    assert summary["episodes_in_flight"] == 1 and summary["samples_in_flight"] == 5
+    assert summary["samples_produced"] == summary["samples_trained"] + summary["samples_dropped_stale"] + 5
+    with pytest.raises(LedgerError, match="already settled"):
+        ledger.record_trained([1])
+    with pytest.raises(LedgerError, match="never produced"):
+        ledger.record_trained([99])
+    with pytest.raises(LedgerError, match="more than once"):
+        ledger.check([1, 1])
+    with pytest.raises(LedgerError, match="disagree"):
+        ledger.check([3])

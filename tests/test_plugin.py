@@ -1,0 +1,37 @@
+"""The verl plugin entry point: discovered by `import verl`, registers our algorithms, stays quiet."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+
+def test_entry_point_is_declared_in_the_verl_plugins_group():
+    eps = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
+    assert eps.get("async_vla") == "verl_async_vla.plugin"
+
+
+def test_import_verl_loads_the_plugin_and_registers_quietly():
+    code = (
+        "import sys, verl\n"
+        "assert 'verl_async_vla.plugin' in sys.modules, 'plugin not loaded by import verl'\n"
+        "from verl.trainer.ppo import core_algos as c\n"
+        "assert 'vtrace' in c.ADV_ESTIMATOR_REGISTRY and 'decoupled_ppo' in c.POLICY_LOSS_REGISTRY\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ""
+    assert "verl_async_vla" not in res.stderr  # no warnings of ours on import
+
+
+def test_plugin_can_be_disabled_by_verl_policy():
+    code = "import sys, verl; print('verl_async_vla.plugin' in sys.modules)"
+    env = {"VERL_USE_EXTERNAL_PLUGINS": "none", "PATH": ""}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert res.stdout.strip() == "False", res.stderr
+
+
+def test_register_is_idempotent_and_reports_what_it_added():
+    from verl_async_vla import plugin
+
+    assert plugin.register() == plugin.register() == {"policy_loss": ["decoupled_ppo"], "adv_estimator": ["vtrace"]}
+    assert set(plugin.ROLE_WORKERS) == {"env", "rollout", "actor"}

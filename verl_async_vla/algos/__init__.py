@@ -1,0 +1,1 @@
+"""RL math: advantages and losses (reusing verl's core_algos registries)."""

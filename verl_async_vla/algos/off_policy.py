@@ -1,0 +1,73 @@
+"""Off-policy corrections for samples produced by an older policy version (behaviour policy mu).
+
+Registered into verl's registries by the plugin, so `algo.policy_loss=decoupled_ppo` / `algo.adv_estimator=vtrace`
+select them like any verl built-in. Tensors are (B, T): episode rows, decision columns, `mask` after the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_policy_loss
+
+
+def truncated_is_weights(proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cap: float) -> torch.Tensor:
+    """w = min(pi_prox / mu, C): truncated importance sampling (Ionides 2008; Espeholt et al. 2018, rho-bar)."""
+    return torch.exp(proximal_log_prob - behaviour_log_prob).clamp(max=cap).detach()
+
+
+@register_policy_loss("decoupled_ppo")
+def compute_policy_loss_decoupled_ppo(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "token-mean",
+    config: Any = None,
+    rollout_is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Decoupled PPO (Hilton et al. 2021, Batch size-invariance for policy optimization, eq. 2):
+    L = -E_mu[ (pi_prox/mu) * min(r A, clip(r, 1-eps, 1+eps) A) ],  r = pi_theta / pi_prox.
+    `old_log_prob` is the proximal policy's; `rollout_is_weights` carries pi_prox/mu (truncated upstream)."""
+    if rollout_is_weights is None:
+        raise ValueError("decoupled_ppo needs rollout_is_weights = pi_prox/mu; the ActorWorker computes them.")
+    eps = float(config.clip_ratio) if config is not None else 0.2
+    ratio = torch.exp((log_prob - old_log_prob).clamp(-20.0, 20.0))
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - eps, 1.0 + eps) * advantages)
+    loss = agg_loss(-rollout_is_weights * surrogate, response_mask, loss_agg_mode)
+    clipfrac = ((ratio - 1.0).abs() > eps).float().mul(response_mask).sum() / response_mask.sum().clamp(min=1)
+    return loss, {"actor/pg_clipfrac": clipfrac.item(), "actor/is_weight_mean": rollout_is_weights[response_mask > 0].mean().item()}
+
+
+@register_adv_est("vtrace")
+def compute_vtrace_advantage_return(
+    token_level_rewards: torch.Tensor,
+    values: torch.Tensor,
+    response_mask: torch.Tensor,
+    gamma: float,
+    log_rho: torch.Tensor,
+    rho_bar: float = 1.0,
+    c_bar: float = 1.0,
+    **_: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-trace (Espeholt et al. 2018, IMPALA, eq. 1 and sec. 4.2). With rho_t = min(rho_bar, pi/mu),
+    c_t = min(c_bar, pi/mu) and delta_t = rho_t (r_t + gamma V(x_{t+1}) - V(x_t)):
+        v_s = V(x_s) + delta_s + gamma c_s (v_{s+1} - V(x_{s+1}))          (recursive form of eq. 1)
+        A_s = rho_s (r_s + gamma v_{s+1} - V(x_s))                         (policy-gradient advantage)
+    Episodes end inside the row (mask), so V and v are 0 past the end. Returns (advantages, v-targets)."""
+    with torch.no_grad():
+        ratio = torch.exp(log_rho.clamp(-20.0, 20.0))
+        rho = ratio.clamp(max=rho_bar) * response_mask
+        c = ratio.clamp(max=c_bar) * response_mask
+        v = values * response_mask
+        next_v = torch.cat([v[:, 1:], torch.zeros_like(v[:, :1])], dim=1)
+        delta = rho * (token_level_rewards + gamma * next_v - v)
+        vs = torch.zeros_like(v)
+        acc = torch.zeros_like(v[:, 0])  # v_{s+1} - V(x_{s+1})
+        for s in reversed(range(v.shape[1])):
+            acc = (delta[:, s] + gamma * c[:, s] * acc) * response_mask[:, s]
+            vs[:, s] = v[:, s] + acc
+        next_vs = torch.cat([vs[:, 1:], torch.zeros_like(vs[:, :1])], dim=1)
+        advantages = rho * (token_level_rewards + gamma * next_vs - v) * response_mask
+    return advantages, vs

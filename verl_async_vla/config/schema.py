@@ -1,0 +1,116 @@
+"""Typed configs. Hydra yaml is merged onto these dataclasses at start-up, so a misspelt key or a wrong type fails
+in the first second with OmegaConf's message naming the key, not an hour into a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass
+class EnvConfig:
+    name: str = "embedded_reach"
+    num_workers: int = 2  # EnvWorker ranks (shards)
+    num_envs_per_worker: int = 32
+    image_size: int = 64
+    max_episode_steps: int = 40  # control steps
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny_vla"
+    action_head: str = "gaussian"  # "gaussian" (OFT-style chunk) | "discrete" (OpenVLA-style 256-bin tokens)
+    action_dim: int = 2
+    state_dim: int = 4
+    chunk: int = 4  # actions per inference call (action chunking)
+    image_size: int = 64
+    channels: int = 32
+    hidden: int = 256
+    text_dim: int = 32
+    n_bins: int = 256
+    init_log_std: float = -0.5
+    checkpoint: str | None = None  # start weights; None = the cached SFT checkpoint (built if missing)
+
+
+@dataclass
+class SFTConfig:
+    demo_episodes: int = 96
+    steps: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    cache_dir: str = "~/.cache/verl_async_vla/sft"
+
+
+@dataclass
+class AlgoConfig:
+    adv_estimator: str = "gae"  # any name in verl's ADV_ESTIMATOR_REGISTRY that takes (rewards, values, mask)
+    policy_loss: str = "vanilla"  # any name in verl's POLICY_LOSS_REGISTRY
+    gamma: float = 0.99
+    lam: float = 0.95
+    clip_ratio: float = 0.2
+    clip_ratio_c: float = 3.0
+    loss_agg_mode: str = "token-mean"
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    cliprange_value: float = 100.0
+    lr: float = 3e-4
+    ppo_epochs: int = 4
+    minibatch_size: int = 128
+    max_grad_norm: float = 0.5
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "sync"  # set by the `trainer=` config group
+    total_env_steps: int = 120_000
+    rollout_workers: int = 1
+    actor_workers: int = 1
+    torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
+    eval_every: int = 10  # iterations; 0 disables
+    eval_episodes: int = 64
+    checkpoint_every: int = 0  # iterations; 0 = only the final checkpoint
+    progress: bool = True
+    ray_address: str | None = None  # None starts a local Ray instance
+
+
+@dataclass
+class RunConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    run_dir: str = "outputs/run"
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
+    """Merge user config onto the schema and check cross-field rules; raises ValueError naming the fix."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+        run: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        first = str(err).splitlines()[0]
+        key = getattr(err, "full_key", None)
+        raise ValueError(
+            f"invalid config{f' at {key!r}' if key else ''}: {first}. See the valid keys and types with "
+            "`python -m verl_async_vla.main --cfg job`."
+        ) from None
+    m, e = run.model, run.env
+    if m.action_head not in ("gaussian", "discrete"):
+        raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
+    if m.image_size != e.image_size:
+        raise ValueError(
+            f"model.image_size={m.image_size} differs from env.image_size={e.image_size}; set both to the same value."
+        )
+    if m.chunk < 1 or m.chunk > e.max_episode_steps:
+        raise ValueError(f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}].")
+    if run.trainer.actor_workers != 1:
+        raise ValueError("trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU.")
+    for name in ("num_workers", "num_envs_per_worker"):
+        if getattr(e, name) < 1:
+            raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
+    return run

@@ -1,0 +1,194 @@
+"""What both controllers share: spawning the three worker groups, the start checkpoint, publishing weights,
+held-out evaluation and per-iteration bookkeeping. Subclasses only decide *when* each role is called."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from verl import DataProto
+
+from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.controller.ledger import TrajectoryLedger
+from verl_async_vla.controller.trajectory import Episode, EpisodeAssembler, episodes_to_proto
+from verl_async_vla.models.sft import ensure_sft_checkpoint
+from verl_async_vla.telemetry.run_log import RunLog
+from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
+from verl_async_vla.workers.env_worker import actions_for_all_envs
+from verl_async_vla.workers.placement import init_ray, spawn_group
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED_BASE = 1_000_000_007  # evaluation layouts come from a seed range training never draws from
+
+
+class Controller(ABC):
+    name: str = "base"
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.ledger = TrajectoryLedger()
+        self.env_steps = 0
+        self.iteration = 0
+        self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)  # decisions per episode, at most
+        self.run_log: RunLog | None = None
+
+    # ---- set-up -------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg, t = self.cfg, self.cfg.trainer
+        init_ckpt = cfg.model.checkpoint or str(ensure_sft_checkpoint(cfg))
+        self.init_checkpoint = init_ckpt
+        init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 1)
+        common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
+        self.env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common)
+        spec = self.env_wg.spec()[0]
+        if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
+            raise ValueError(
+                f"env {cfg.env.name!r} has action_dim={spec.action_dim}, state_dim={spec.state_dim} but the model "
+                f"has action_dim={cfg.model.action_dim}, state_dim={cfg.model.state_dim}; set "
+                f"model.action_dim={spec.action_dim} model.state_dim={spec.state_dim}."
+            )
+        model_cfg = dataclasses.asdict(cfg.model)
+        self.rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", model_cfg=model_cfg, **common)
+        self.actor_wg = spawn_group(
+            ActorWorker, t.actor_workers, "actor", model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo),
+            init_checkpoint=init_ckpt, **common,
+        )  # fmt: skip
+        self.publish_weights()
+        self.run_log = RunLog(cfg.run_dir, cfg, t.total_env_steps, progress=t.progress)
+
+    def publish_weights(self) -> int:
+        """Actor -> rollout workers, through the Ray object store (one put, every worker reads it)."""
+        weights, version = self.actor_wg.get_weights()[0]
+        ref = ray.put(weights)
+        ray.get([w.set_weights.remote(ref, version) for w in self.rollout_wg.workers])
+        self.policy_version = version
+        return version
+
+    # ---- lockstep episodes (sync training and evaluation for both controllers) -----------------------------
+    def run_episodes(self, deterministic: bool = False, seeds: np.ndarray | None = None) -> list[Episode]:
+        """Every env plays one episode; envs that finish early wait (the synchronous barrier)."""
+        if seeds is None:
+            obs = DataProto.concat(self.env_wg.reset())
+        else:
+            per_shard = np.array_split(seeds, len(self.env_wg.workers))
+            obs = DataProto.concat(ray.get([w.reset.remote(None, s) for w, s in zip(self.env_wg.workers, per_shard)]))
+        keys = obs.non_tensor_batch["env_key"]
+        assembler = EpisodeAssembler()
+        assembler.begin(keys, list(obs.non_tensor_batch["instruction"]))
+        active = np.ones(len(keys), dtype=bool)
+        finished: list[Episode] = []
+        while active.any():
+            rows = np.flatnonzero(active)
+            request = obs.select_idxs(rows)
+            request.meta_info.update({"deterministic": deterministic, "_verl_auto_padding": True})
+            answer = self.rollout_wg.generate(request)
+            outcome = self.env_wg.step(actions_for_all_envs(keys, active, answer.batch["actions"], rows))
+            finished += assembler.record(request, answer, outcome)
+            row_of = {k: i for i, k in enumerate(keys.tolist())}
+            moved = np.array([row_of[k] for k in outcome.non_tensor_batch["env_key"].tolist()])
+            obs.batch["image"][moved] = outcome.batch["image"]
+            obs.batch["state"][moved] = outcome.batch["state"]
+            active[moved[outcome.batch["done"].numpy()]] = False
+        return finished
+
+    def evaluate(self) -> float:
+        n_envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
+        waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
+        success = []
+        for w in range(waves):
+            seeds = EVAL_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
+            success += [e.success for e in self.run_episodes(deterministic=True, seeds=seeds)]
+        return float(np.mean(success))
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def train_on(self, episodes: list[Episode]) -> dict[str, float]:
+        """One optimizer round on `episodes` (already in the ledger), then publish the new version."""
+        batch = episodes_to_proto(episodes, self.horizon)
+        metrics = self.actor_wg.update(batch)[0]
+        self.ledger.record_trained(e.episode_id for e in episodes)
+        self.publish_weights()
+        return metrics
+
+    def produced(self, episodes: list[Episode]) -> None:
+        self.ledger.record_produced((e.episode_id, len(e)) for e in episodes)
+        self.env_steps += sum(e.env_steps for e in episodes)
+
+    def end_iteration(self, episodes: list[Episode], metrics: dict[str, Any], t0: float) -> None:
+        """Metrics, progress bar, periodic evaluation and checkpoints (collaborators, not scheduling)."""
+        assert self.run_log is not None
+        self.iteration += 1
+        t = self.cfg.trainer
+        record: dict[str, Any] = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "policy_version": self.policy_version,
+            "train/success": float(np.mean([e.success for e in episodes])),
+            "train/episode_len": float(np.mean([e.env_steps for e in episodes])),
+            "train/return": float(np.mean([sum(e.reward) for e in episodes])),
+            "time/iteration_s": time.monotonic() - t0,
+            **metrics,
+        }
+        if t.eval_every and self.iteration % t.eval_every == 0:
+            record["eval/success"] = self.evaluate()
+        if t.checkpoint_every and self.iteration % t.checkpoint_every == 0:
+            self.save(f"iter_{self.iteration:05d}.pt")
+        self.run_log.log(record)
+        elapsed = time.monotonic() - self.run_log.start
+        self.run_log.progress(
+            self.env_steps, steps_per_s=self.env_steps / max(elapsed, 1e-9), success=record["train/success"],
+            v=self.policy_version,
+        )  # fmt: skip
+
+    def save(self, name: str) -> str:
+        assert self.run_log is not None
+        return self.actor_wg.save(str(self.run_log.dir / "checkpoints" / name), trainer=self.name)[0]
+
+    @abstractmethod
+    def fit(self) -> None:
+        """The scheduling loop: the only thing the controllers differ in."""
+
+    # ---- whole run --------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        self.setup()
+        assert self.run_log is not None
+        start = time.monotonic()
+        success_start = self.evaluate()
+        self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
+                          "eval/success": success_start})  # fmt: skip
+        self.fit()
+        wall = time.monotonic() - start
+        success_final = self.evaluate()
+        self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps,
+                          "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip
+        ledger = self.ledger.check(self.actor_wg.trained_episodes()[0])
+        final = self.save("final.pt")
+        self.run_log.plot()
+        summary = {
+            "trainer": self.name,
+            "seed": self.cfg.seed,
+            "success_start": success_start,
+            "success_final": success_final,
+            "env_steps": self.env_steps,
+            "wall_minutes": wall / 60.0,
+            "env_steps_per_s": self.env_steps / wall,
+            "iterations": self.iteration,
+            "policy_version": self.policy_version,
+            "ledger": ledger,
+            "checkpoint": final,
+            "run_dir": str(self.run_log.dir),
+        }
+        self.run_log.close()
+        (Path(self.run_log.dir) / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
+        return summary
+
+    def shutdown(self) -> None:
+        if ray.is_initialized():
+            ray.shutdown()

@@ -1,0 +1,99 @@
+"""Where steps become trajectories: per-env step records are assembled into finished episodes, and episodes into
+one padded `DataProto` of rows (B, T) -- verl's (batch, response_length) layout with a decision mask."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from verl import DataProto
+
+_episode_ids = itertools.count()
+
+
+@dataclass
+class Episode:
+    episode_id: int
+    env_key: int
+    instruction: str
+    image: list[np.ndarray] = field(default_factory=list)  # per decision: (H, W, 3)
+    state: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)  # (K, A)
+    log_prob: list[float] = field(default_factory=list)  # behaviour log-prob
+    value: list[float] = field(default_factory=list)
+    reward: list[float] = field(default_factory=list)
+    version: list[int] = field(default_factory=list)  # policy version that chose each chunk
+    env_steps: int = 0
+    success: bool = False
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+class EpisodeAssembler:
+    """Collects (observation, rollout answer, env outcome) per env and hands back episodes as they finish."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, Episode] = {}
+
+    def begin(self, env_keys: np.ndarray, instructions: list[str]) -> None:
+        for key, text in zip(env_keys.tolist(), instructions, strict=True):
+            self.open[key] = Episode(next(_episode_ids), key, text)
+
+    def record(self, obs: DataProto, rollout: DataProto, outcome: DataProto) -> list[Episode]:
+        """Rows of the three protos are aligned on `env_key`; returns the episodes that ended at this step."""
+        done = []
+        keys = outcome.non_tensor_batch["env_key"]
+        if not np.array_equal(keys, obs.non_tensor_batch["env_key"]):
+            raise RuntimeError("env outcome rows are not aligned with the observations they answer")
+        for row, key in enumerate(keys.tolist()):
+            ep = self.open[key]
+            ep.image.append(obs.batch["image"][row].numpy())
+            ep.state.append(obs.batch["state"][row].numpy())
+            ep.actions.append(rollout.batch["actions"][row].numpy())
+            ep.log_prob.append(float(rollout.batch["old_log_prob"][row]))
+            ep.value.append(float(rollout.batch["values"][row]))
+            ep.version.append(int(rollout.batch["policy_version"][row]))
+            ep.reward.append(float(outcome.batch["reward"][row]))
+            ep.env_steps += int(outcome.batch["env_steps"][row])
+            if bool(outcome.batch["done"][row]):
+                ep.success = bool(outcome.batch["success"][row])
+                done.append(self.open.pop(key))
+        return done
+
+
+def episodes_to_proto(episodes: list[Episode], horizon: int) -> DataProto:
+    """Pad episodes to `horizon` decisions; padded positions have mask 0 and repeat the last observation."""
+    if not episodes:
+        raise ValueError("episodes_to_proto needs at least one episode")
+    if max(len(e) for e in episodes) > horizon:
+        raise ValueError(f"an episode has more than horizon={horizon} decisions")
+
+    def pad(seq: list, dtype) -> np.ndarray:
+        arr = np.asarray(seq, dtype=dtype)
+        reps = horizon - len(arr)
+        return np.concatenate([arr, np.repeat(arr[-1:], reps, axis=0)]) if reps else arr
+
+    lengths = np.array([len(e) for e in episodes])
+    mask = (np.arange(horizon)[None, :] < lengths[:, None]).astype(np.float32)
+    tensors = {
+        "image": np.stack([pad(e.image, np.uint8) for e in episodes]),
+        "state": np.stack([pad(e.state, np.float32) for e in episodes]),
+        "actions": np.stack([pad(e.actions, np.float32) for e in episodes]),
+        "old_log_prob": np.stack([pad(e.log_prob, np.float32) for e in episodes]) * mask,
+        "values": np.stack([pad(e.value, np.float32) for e in episodes]) * mask,
+        "rewards": np.stack([pad(e.reward, np.float32) for e in episodes]) * mask,
+        "policy_version": np.stack([pad(e.version, np.int64) for e in episodes]),
+        "mask": mask,
+    }
+    return DataProto.from_dict(
+        tensors={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+        non_tensors={
+            "instruction": np.array([e.instruction for e in episodes], dtype=object),
+            "episode_id": np.array([e.episode_id for e in episodes], dtype=np.int64),
+            "success": np.array([e.success for e in episodes], dtype=bool),
+            "env_steps": np.array([e.env_steps for e in episodes], dtype=np.int64),
+        },
+    )

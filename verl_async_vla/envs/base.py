@@ -1,0 +1,72 @@
+"""The env-shard API: one worker holds N environments and steps them as a batch.
+
+Designed for real VLA simulators (LIBERO, ManiSkill) as much as for the embedded task: observations are an RGB
+image, a proprio state and a language instruction; actions are *chunks* (K steps of A dims, as OpenVLA-OFT and pi0
+emit); resets may be slow and may target any subset of envs, so a shard never forces a global barrier.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a policy must agree with before the first step (checked at start-up)."""
+
+    image_shape: tuple[int, int, int]  # (H, W, 3), uint8
+    state_dim: int
+    action_dim: int
+    max_episode_steps: int  # in env (control) steps, not decisions
+
+
+@dataclass
+class ShardObs:
+    """Observations of a subset of a shard's envs, row i belonging to env_ids[i]."""
+
+    env_ids: np.ndarray  # (n,) int64
+    image: np.ndarray  # (n, H, W, 3) uint8
+    state: np.ndarray  # (n, state_dim) float32
+    instruction: list[str]
+
+
+@dataclass
+class ShardStep:
+    """Outcome of one action chunk per env: rewards are summed over the executed steps of the chunk."""
+
+    obs: ShardObs
+    reward: np.ndarray  # (n,) float32
+    terminated: np.ndarray  # (n,) bool, task finished (success or failure the env declares)
+    truncated: np.ndarray  # (n,) bool, time limit reached
+    success: np.ndarray  # (n,) bool
+    env_steps: np.ndarray  # (n,) int64 control steps actually executed (a chunk stops at episode end)
+
+
+class EnvShard(ABC):
+    """N envs stepped as a batch. Implementations: `embedded_reach`, `libero`, `gymnasium`."""
+
+    num_envs: int
+    spec: EnvSpec
+
+    @abstractmethod
+    def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
+        """Start new episodes in `env_ids` (seeds make the layouts reproducible)."""
+
+    @abstractmethod
+    def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
+        """Execute one action chunk (n, K, A) in each of `env_ids`; a finished env must be reset first."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release simulator resources."""
+
+    def check_actions(self, env_ids: np.ndarray, actions: np.ndarray) -> None:
+        """Fail with a message that names the mismatch, not deep inside the simulator."""
+        if actions.ndim != 3 or actions.shape[0] != len(env_ids) or actions.shape[2] != self.spec.action_dim:
+            raise ValueError(
+                f"{type(self).__name__}.step expects actions of shape (n_envs={len(env_ids)}, chunk, "
+                f"action_dim={self.spec.action_dim}), got {tuple(actions.shape)}; set model.action_dim="
+                f"{self.spec.action_dim} to match the env."
+            )

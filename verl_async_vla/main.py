@@ -1,0 +1,46 @@
+"""Hydra entry point: `python -m verl_async_vla.main trainer=sync|async_vla env=... model=...`
+(console script: `verl-async-vla`). Builds the worker groups and hands control to the chosen controller."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from verl_async_vla.config import CONFIG_DIR
+from verl_async_vla.config.schema import validate
+
+
+def run(cfg: DictConfig) -> dict:
+    from verl_async_vla.controller import build_controller
+
+    run_cfg = validate(cfg)
+    controller = build_controller(run_cfg)
+    try:
+        summary = controller.train()
+    finally:
+        controller.shutdown()
+    return summary
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="vla_trainer", version_base=None)
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        summary = run(cfg)
+    except (ValueError, FileNotFoundError) as err:  # configuration problems: one clear line, no traceback wall
+        print(f"verl-async-vla: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({k: v for k, v in summary.items() if k != "ledger"}, indent=2))
+    print("ledger:", json.dumps(summary["ledger"]))
+
+
+def cli() -> None:
+    main()
+
+
+if __name__ == "__main__":
+    main()

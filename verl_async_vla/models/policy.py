@@ -1,0 +1,59 @@
+"""The VLA policy interface every model implements (tiny VLA here; OpenVLA / OpenVLA-OFT / pi0 adapters later).
+
+Two calls carry RL: `act` (rollout: sample an action chunk, its behaviour log-prob and the value) and `evaluate`
+(actor: score given chunks under the current weights). For the same weights and actions they agree exactly, which
+is what makes the importance ratio pi/mu equal 1 on-policy (tested).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PolicyObs:
+    image: torch.Tensor  # (B, H, W, 3) uint8
+    state: torch.Tensor  # (B, state_dim) float32
+    instruction: list[str]
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+
+@dataclass
+class ActOutput:
+    actions: torch.Tensor  # (B, chunk, action_dim) float32, in the env's [-1, 1] action box
+    log_prob: torch.Tensor  # (B,) behaviour log-prob of the whole chunk
+    value: torch.Tensor  # (B,)
+
+
+@dataclass
+class EvalOutput:
+    log_prob: torch.Tensor  # (B,)
+    entropy: torch.Tensor  # (B,)
+    value: torch.Tensor  # (B,)
+
+
+class VLAPolicy(nn.Module, ABC):
+    chunk: int
+    action_dim: int
+
+    @abstractmethod
+    def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput: ...
+
+    @abstractmethod
+    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput: ...
+
+    @abstractmethod
+    def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
+        """Behaviour-cloning loss on expert chunks (the SFT stage)."""
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(weights)

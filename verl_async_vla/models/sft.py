@@ -1,0 +1,90 @@
+"""The SFT start, as in real VLA RL: a scripted expert demonstrates, a short behaviour-cloning run produces the
+starting checkpoint. It is kept deliberately weak (few demos, few steps) so that the gain measured later is RL's.
+
+The checkpoint is cached on disk under a hash of everything that determines it, and rebuilt when missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.envs import EnvShard, make_env_shard
+from verl_async_vla.models import PolicyObs, build_policy
+from verl_async_vla.models.checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def sft_cache_path(cfg: RunConfig) -> Path:
+    key = {
+        "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "checkpoint"},
+        "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
+        "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps],
+        "seed": cfg.seed,
+        "v": 1,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(os.path.expanduser(cfg.sft.cache_dir)) / f"sft_{cfg.model.name}_{digest}.pt"
+
+
+def collect_demos(shard: EnvShard, episodes: int, chunk: int) -> tuple[PolicyObs, torch.Tensor]:
+    """Roll out the shard's scripted expert; returns every decision's observation and expert chunk."""
+    if not hasattr(shard, "expert_actions"):
+        raise ValueError(
+            f"env {type(shard).__name__} has no scripted expert for the SFT start; pass model.checkpoint=<path to "
+            "a policy checkpoint> instead."
+        )
+    images, states, texts, chunks = [], [], [], []
+    n = shard.num_envs
+    for _ in range(0, episodes, n):
+        ids = np.arange(n)
+        obs = shard.reset(ids)
+        while len(ids):
+            act = shard.expert_actions(ids, chunk)
+            images.append(obs.image)
+            states.append(obs.state)
+            texts += obs.instruction
+            chunks.append(act)
+            res = shard.step(ids, act)
+            keep = ~(res.terminated | res.truncated)
+            ids = ids[keep]
+            obs = res.obs
+            obs.image, obs.state = obs.image[keep], obs.state[keep]
+            obs.instruction = [t for t, k in zip(obs.instruction, keep, strict=True) if k]
+    obs = PolicyObs(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(states)), texts)
+    return obs, torch.from_numpy(np.concatenate(chunks))
+
+
+def train_sft(cfg: RunConfig) -> Path:
+    torch.manual_seed(cfg.seed)
+    shard = make_env_shard(dataclasses.replace(cfg.env, num_envs_per_worker=8), seed=10_000 + cfg.seed)
+    obs, actions = collect_demos(shard, cfg.sft.demo_episodes, cfg.model.chunk)
+    shard.close()
+    policy = build_policy(cfg.model)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.sft.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.sft.steps):
+        idx = torch.randint(0, len(obs), (cfg.sft.batch_size,), generator=gen)
+        batch = PolicyObs(obs.image[idx], obs.state[idx], [obs.instruction[i] for i in idx.tolist()])
+        loss = policy.bc_loss(batch, actions[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    log.info("SFT: %d demo decisions, %d BC steps, final loss %.4f", len(obs), cfg.sft.steps, loss.item())
+    return save_checkpoint(
+        sft_cache_path(cfg), policy, cfg.model, stage="sft", demo_decisions=len(obs), bc_loss=loss.item()
+    )
+
+
+def ensure_sft_checkpoint(cfg: RunConfig) -> Path:
+    path = sft_cache_path(cfg)
+    return path if path.is_file() else train_sft(cfg)

@@ -1,0 +1,84 @@
+"""A tiny VLA small enough to RL-train on two CPU cores, built like the real ones: a vision encoder, a language
+encoder that conditions vision (FiLM), proprio state, an action-chunk head and a value head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from verl_async_vla.config.schema import ModelConfig
+from verl_async_vla.models.heads import DiscreteTokenHead, GaussianChunkHead
+from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
+from verl_async_vla.models.tokenizer import WordTokenizer
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected (x, y) of each feature map's softmax (Levine et al. 2016, End-to-End Visuomotor Policies, sec. 4)."""
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = f.shape
+        p = torch.softmax(f.flatten(2), dim=-1).view(b, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=f.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=f.device)
+        return torch.cat([(p.sum(3) * ys).sum(-1), (p.sum(2) * xs).sum(-1)], dim=1)
+
+
+class TinyVLA(VLAPolicy):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.chunk, self.action_dim = cfg.chunk, cfg.action_dim
+        self.tokenizer = WordTokenizer()
+        c = cfg.channels
+        self.vision = nn.Sequential(
+            nn.Conv2d(3, c, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, stride=1, padding=1),
+        )  # fmt: skip
+        self.text = nn.Embedding(self.tokenizer.vocab_size, cfg.text_dim, padding_idx=0)
+        # FiLM (Perez et al. 2018): the instruction scales and shifts visual channels, so "red" can select red.
+        self.film = nn.Linear(cfg.text_dim, 2 * c)
+        self.keypoints = SpatialSoftmax()
+        feat = 2 * c + cfg.text_dim + cfg.state_dim
+        self.trunk = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU())
+        self.critic = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        if cfg.action_head == "gaussian":
+            self.head: GaussianChunkHead | DiscreteTokenHead = GaussianChunkHead(
+                cfg.hidden, cfg.chunk, cfg.action_dim, cfg.init_log_std
+            )
+        else:
+            self.head = DiscreteTokenHead(cfg.hidden, cfg.chunk, cfg.action_dim, cfg.n_bins)
+
+    def features(self, obs: PolicyObs) -> torch.Tensor:
+        if obs.image.ndim != 4 or obs.image.shape[-1] != 3 or obs.image.shape[1] != self.cfg.image_size:
+            raise ValueError(
+                f"TinyVLA expects images (B, {self.cfg.image_size}, {self.cfg.image_size}, 3) uint8, got "
+                f"{tuple(obs.image.shape)}; set model.image_size to the env's image size."
+            )
+        if obs.state.shape[-1] != self.cfg.state_dim:
+            raise ValueError(f"state has {obs.state.shape[-1]} dims, model.state_dim={self.cfg.state_dim}; align them.")
+        x = obs.image.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        ids = self.tokenizer.encode(obs.instruction).to(x.device)
+        mask = (ids != 0).float().unsqueeze(-1)
+        t = (self.text(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        gamma, beta = self.film(t).chunk(2, dim=-1)
+        v = self.vision(x) * (1.0 + gamma[..., None, None]) + beta[..., None, None]
+        return torch.cat([self.keypoints(torch.relu(v)), t, obs.state.float()], dim=-1)
+
+    def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
+        f = self.features(obs)
+        actions, log_prob = self.head.sample(self.trunk(f), deterministic)
+        return ActOutput(actions, log_prob, self.value(f))
+
+    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput:
+        f = self.features(obs)
+        log_prob, entropy = self.head.evaluate(self.trunk(f), actions)
+        return EvalOutput(log_prob, entropy, self.value(f))
+
+    def value(self, f: torch.Tensor) -> torch.Tensor:
+        # The critic reads the policy's features but does not train them: early value errors (the critic starts
+        # from scratch after SFT) would otherwise overwrite the visual grounding that SFT learned.
+        return self.critic(f.detach()).squeeze(-1)
+
+    def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
+        return self.head.bc_loss(self.trunk(self.features(obs)), actions)

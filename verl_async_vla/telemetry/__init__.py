@@ -1,0 +1,1 @@
+"""Run telemetry: metrics log, progress bar, learning-curve plot."""

@@ -1,0 +1,97 @@
+"""ActorWorker: owns the trainable policy and its optimizer. Takes episode batches (B, T), computes advantages and
+the actor-critic loss (algos/), steps, and bumps `policy_version`. No scheduling here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from verl import DataProto
+from verl.single_controller.base import Worker
+from verl.single_controller.base.decorator import Dispatch, register
+
+from verl_async_vla.algos.advantages import compute_advantages
+from verl_async_vla.algos.losses import actor_critic_loss
+from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.models import PolicyObs, build_policy
+from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from verl_async_vla.workers.codec import set_thread_budget
+
+
+class ActorWorker(Worker):
+    def __init__(self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1):
+        super().__init__()
+        set_thread_budget(torch_threads)
+        torch.manual_seed(seed)
+        self.model_cfg, self.algo = ModelConfig(**model_cfg), AlgoConfig(**algo_cfg)
+        self.policy = build_policy(self.model_cfg)
+        ckpt = load_checkpoint(init_checkpoint)
+        check_compatible(ckpt["model_cfg"], self.model_cfg)
+        self.policy.load_weights(ckpt["weights"])
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.algo.lr, eps=1e-5)
+        self.policy_version = 0
+        self.rng = np.random.default_rng(seed)
+        self.trained_episode_ids: list[int] = []
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def get_weights(self) -> tuple[dict[str, torch.Tensor], int]:
+        return self.policy.get_weights(), self.policy_version
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def update(self, batch: DataProto) -> dict[str, float]:
+        """PPO epochs over episode rows, then one new policy version."""
+        b = batch.batch
+        mask = b["mask"]
+        adv, returns = compute_advantages(self.algo, b["rewards"], b["values"], mask)
+        n = len(batch)
+        mb = max(1, min(n, self.algo.minibatch_size // max(1, int(mask.sum(1).float().mean()))))
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for _ in range(self.algo.ppo_epochs):
+            for rows in np.array_split(self.rng.permutation(n), max(1, n // mb)):
+                rows_t = torch.from_numpy(rows)
+                log_prob, entropy, vpred = self._evaluate(batch, rows_t)
+                if steps == 0:  # before any step: 0 on-policy, grows with staleness
+                    sums["actor/behaviour_abs_log_ratio"] = float(  # noqa
+                        ((log_prob.detach() - b["old_log_prob"][rows_t]).abs() * mask[rows_t]).sum() / mask[rows_t].sum()
+                    ) * self.algo.ppo_epochs * max(1, n // mb)
+                loss, m = actor_critic_loss(
+                    self.algo, log_prob, entropy, vpred,
+                    b["old_log_prob"][rows_t], b["values"][rows_t], adv[rows_t], returns[rows_t], mask[rows_t],
+                )  # fmt: skip
+                self.optimizer.zero_grad()
+                loss.backward()
+                m["actor/grad_norm"] = float(
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.algo.max_grad_norm)
+                )
+                self.optimizer.step()
+                for k, v in m.items():
+                    sums[k] += v
+                steps += 1
+        self.policy_version += 1
+        self.trained_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
+        metrics = {k: v / steps for k, v in sums.items()}
+        metrics.update({"actor/policy_version": self.policy_version, "actor/optimizer_steps": steps})
+        return metrics
+
+    def _evaluate(self, batch: DataProto, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Score only valid decisions of `rows` (padding is never fed to the model), scattered back to (r, T)."""
+        b = batch.batch
+        mask = b["mask"][rows].bool()
+        t = mask.shape[1]
+        instr = np.repeat(batch.non_tensor_batch["instruction"][rows.numpy()], t).reshape(-1, t)[mask.numpy()]
+        obs = PolicyObs(b["image"][rows][mask], b["state"][rows][mask], list(instr))
+        out = self.policy.evaluate(obs, b["actions"][rows][mask])
+        full = [torch.zeros(mask.shape) for _ in range(3)]
+        for dst, src in zip(full, (out.log_prob, out.entropy, out.value), strict=True):
+            dst[mask] = src
+        return tuple(full)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def trained_episodes(self) -> list[int]:
+        return list(self.trained_episode_ids)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save(self, path: str, **meta) -> str:
+        return str(save_checkpoint(path, self.policy, self.model_cfg, policy_version=self.policy_version, **meta))

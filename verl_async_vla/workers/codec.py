@@ -1,0 +1,51 @@
+"""Conversions between the env / policy types and verl's `DataProto`, the one currency between roles."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from verl import DataProto
+
+from verl_async_vla.envs.base import ShardObs, ShardStep
+from verl_async_vla.models.policy import PolicyObs
+
+# A global env key names one env across shards: shard rank * ENV_KEY_STRIDE + local env id.
+ENV_KEY_STRIDE = 1 << 20
+
+
+def obs_to_proto(obs: ShardObs, shard_rank: int) -> DataProto:
+    return DataProto.from_dict(
+        tensors={"image": torch.from_numpy(obs.image), "state": torch.from_numpy(obs.state)},
+        non_tensors={
+            "instruction": np.array(obs.instruction, dtype=object),
+            "env_key": obs.env_ids.astype(np.int64) + shard_rank * ENV_KEY_STRIDE,
+        },
+    )
+
+
+def step_to_proto(res: ShardStep, shard_rank: int) -> DataProto:
+    out = obs_to_proto(res.obs, shard_rank)
+    out.batch["reward"] = torch.from_numpy(res.reward)
+    out.batch["done"] = torch.from_numpy(res.terminated | res.truncated)
+    out.batch["success"] = torch.from_numpy(res.success)
+    out.batch["env_steps"] = torch.from_numpy(res.env_steps)
+    return out
+
+
+def proto_to_policy_obs(data: DataProto) -> PolicyObs:
+    return PolicyObs(data.batch["image"], data.batch["state"], list(data.non_tensor_batch["instruction"]))
+
+
+def split_env_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (shard rank, local env id)."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return keys // ENV_KEY_STRIDE, keys % ENV_KEY_STRIDE
+
+
+def set_thread_budget(threads: int) -> None:
+    """2 cores are shared by every Ray actor: each worker gets an explicit intra-op thread count."""
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass

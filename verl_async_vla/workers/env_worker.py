@@ -1,0 +1,53 @@
+"""EnvWorker: one rank holds one env shard (N envs). No scheduling here: callers decide who steps when."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from verl import DataProto
+from verl.single_controller.base import Worker
+from verl.single_controller.base.decorator import Dispatch, register
+
+from verl_async_vla.config.schema import EnvConfig
+from verl_async_vla.envs import EnvSpec, make_env_shard
+from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
+
+
+class EnvWorker(Worker):
+    def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1):
+        super().__init__()
+        set_thread_budget(torch_threads)
+        self.cfg = EnvConfig(**env_cfg)
+        self.shard = make_env_shard(self.cfg, seed=seed * 7919 + self.rank)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def spec(self) -> EnvSpec:
+        return self.shard.spec
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def reset(self, env_ids: np.ndarray | None = None, seeds: np.ndarray | None = None) -> DataProto:
+        """Reset `env_ids` of this shard (all when None); `seeds` pin layouts (held-out evaluation)."""
+        ids = np.arange(self.shard.num_envs) if env_ids is None else np.asarray(env_ids)
+        return obs_to_proto(self.shard.reset(ids, seeds), self.rank)
+
+    @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
+    def step(self, data: DataProto) -> DataProto:
+        """Execute action chunks for the rows whose `env_key` belongs to this shard and that are `active`."""
+        ranks, local = split_env_key(data.non_tensor_batch["env_key"])
+        active = data.batch["active"].numpy().astype(bool) & (ranks == self.rank)
+        res = self.shard.step(local[active], data.batch["actions"][active].numpy())
+        return step_to_proto(res, self.rank)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def close(self) -> None:
+        self.shard.close()
+
+
+def actions_for_all_envs(env_keys: np.ndarray, active: np.ndarray, actions: torch.Tensor, rows: np.ndarray) -> DataProto:
+    """A step request covering every env (so DP dispatch splits it shard by shard); only `active` rows execute."""
+    full = torch.zeros((len(env_keys),) + tuple(actions.shape[1:]), dtype=actions.dtype)
+    full[torch.from_numpy(rows)] = actions
+    return DataProto.from_dict(
+        tensors={"actions": full, "active": torch.from_numpy(active)},
+        non_tensors={"env_key": env_keys},
+    )
