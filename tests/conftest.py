@@ -27,7 +27,7 @@ def small_cfg(tmp_path):
             "env": {"num_workers": 2, "num_envs_per_worker": 2, "max_episode_steps": 12, "image_size": 32},
             "model": {"image_size": 32, "channels": 8, "hidden": 32},
             "sft": {"demo_episodes": 8, "steps": 5, "cache_dir": str(tmp_path / "sft")},
-            "algo": {"ppo_epochs": 1, "minibatch_size": 16},
+            "algo": {"ppo_epochs": 1, "minibatch_size": 16, "train_batch_episodes": 4},
             "trainer": {"total_env_steps": 60, "eval_every": 0, "eval_episodes": 4, "progress": False},
             "run_dir": str(tmp_path / "run"),
         }

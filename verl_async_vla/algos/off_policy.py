@@ -6,10 +6,39 @@ select them like any verl built-in. Tensors are (B, T): episode rows, decision c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_policy_loss
+
+from verl_async_vla.config.schema import AlgoConfig
+
+# none: PPO against the behaviour policy (no correction; what naive async does)
+# tis: PPO against the proximal policy, times truncated IS weights min(pi_prox/mu, C)
+# decoupled_ppo: Hilton et al. 2021 (same inputs, its own registered loss)
+# vtrace: V-trace advantages and targets (Espeholt et al. 2018) + PPO against the proximal policy
+OFF_POLICY_MODES = ("none", "tis", "decoupled_ppo", "vtrace")
+
+
+@dataclass
+class CorrectionInputs:
+    old_log_prob: torch.Tensor  # the policy the PPO ratio is taken against
+    is_weights: torch.Tensor | None  # per-decision weights on the policy loss
+    log_rho: torch.Tensor  # log pi_prox - log mu, masked
+
+
+def correction_inputs(
+    cfg: AlgoConfig, behaviour_log_prob: torch.Tensor, proximal_log_prob: torch.Tensor, mask: torch.Tensor
+) -> CorrectionInputs:
+    log_rho = (proximal_log_prob - behaviour_log_prob) * mask
+    if cfg.off_policy == "none":
+        return CorrectionInputs(behaviour_log_prob, None, log_rho)
+    if cfg.off_policy in ("tis", "decoupled_ppo"):
+        return CorrectionInputs(proximal_log_prob, truncated_is_weights(proximal_log_prob, behaviour_log_prob, cfg.is_cap), log_rho)
+    if cfg.off_policy == "vtrace":  # the IS correction lives in the advantages
+        return CorrectionInputs(proximal_log_prob, None, log_rho)
+    raise ValueError(f"algo.off_policy={cfg.off_policy!r} is unknown; choose one of {OFF_POLICY_MODES}.")
 
 
 def truncated_is_weights(proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cap: float) -> torch.Tensor:

@@ -60,6 +60,9 @@ class AlgoConfig:
     ppo_epochs: int = 4
     minibatch_size: int = 128
     max_grad_norm: float = 0.5
+    train_batch_episodes: int = 64  # episodes per optimizer round (one policy version)
+    off_policy: str = "tis"  # none | tis | decoupled_ppo | vtrace  (algos/off_policy.py)
+    is_cap: float = 2.0  # C in min(pi_prox/mu, C); rho-bar = c-bar for V-trace
 
 
 @dataclass
@@ -108,6 +111,13 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         )
     if m.chunk < 1 or m.chunk > e.max_episode_steps:
         raise ValueError(f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}].")
+    a = run.algo
+    if a.off_policy not in ("none", "tis", "decoupled_ppo", "vtrace"):
+        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use none, tis, decoupled_ppo or vtrace.")
+    if a.off_policy == "decoupled_ppo":
+        a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
+    if a.train_batch_episodes < 1 or a.is_cap <= 0:
+        raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
     if run.trainer.actor_workers != 1:
         raise ValueError("trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU.")
     for name in ("num_workers", "num_envs_per_worker"):

@@ -39,6 +39,7 @@ class Controller(ABC):
         self.iteration = 0
         self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)  # decisions per episode, at most
         self.run_log: RunLog | None = None
+        self.pending_in_actor: list[int] = []  # ingested, waiting for the actor's next update
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -88,8 +89,7 @@ class Controller(ABC):
         while active.any():
             rows = np.flatnonzero(active)
             request = obs.select_idxs(rows)
-            request.meta_info.update({"deterministic": deterministic, "_verl_auto_padding": True})
-            answer = self.rollout_wg.generate(request)
+            answer = self.generate(request, deterministic)
             outcome = self.env_wg.step(actions_for_all_envs(keys, active, answer.batch["actions"], rows))
             finished += assembler.record(request, answer, outcome)
             row_of = {k: i for i, k in enumerate(keys.tolist())}
@@ -98,6 +98,13 @@ class Controller(ABC):
             obs.batch["state"][moved] = outcome.batch["state"]
             active[moved[outcome.batch["done"].numpy()]] = False
         return finished
+
+    def generate(self, request: DataProto, deterministic: bool = False) -> DataProto:
+        """Batched inference over the rollout group. verl's auto-padding pads its argument in place, so the
+        group gets a copy and `request` keeps exactly its rows."""
+        copy = request.select_idxs(np.arange(len(request)))
+        copy.meta_info.update({"deterministic": deterministic, "_verl_auto_padding": True})
+        return self.rollout_wg.generate(copy)
 
     def evaluate(self) -> float:
         n_envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
@@ -109,13 +116,18 @@ class Controller(ABC):
         return float(np.mean(success))
 
     # ---- training ---------------------------------------------------------------------------------------
-    def train_on(self, episodes: list[Episode]) -> dict[str, float]:
-        """One optimizer round on `episodes` (already in the ledger), then publish the new version."""
-        batch = episodes_to_proto(episodes, self.horizon)
-        metrics = self.actor_wg.update(batch)[0]
-        self.ledger.record_trained(e.episode_id for e in episodes)
-        self.publish_weights()
-        return metrics
+    def ingest(self, episodes: list[Episode]) -> dict[str, float]:
+        """Hand episodes (already in the ledger) to the actor; blocks until the actor has scored them, and, when
+        they complete a training batch, until the update is done and the new version is published."""
+        return self.after_ingest(self.actor_wg.ingest(episodes_to_proto(episodes, self.horizon))[0], episodes)
+
+    def after_ingest(self, result: dict[str, float], episodes: list[Episode]) -> dict[str, float]:
+        self.pending_in_actor += [e.episode_id for e in episodes]
+        if result["updated"]:
+            self.ledger.record_trained(self.pending_in_actor)
+            self.pending_in_actor = []
+            self.publish_weights()
+        return result
 
     def produced(self, episodes: list[Episode]) -> None:
         self.ledger.record_produced((e.episode_id, len(e)) for e in episodes)

@@ -1,6 +1,7 @@
 """`trainer=sync`: the lockstep loop today's VLA RL frameworks run, kept as the fair baseline.
 
-all envs play an episode (batched inference each step) -> full batch -> advantages + update -> broadcast weights.
+all envs play an episode (batched inference each step), repeated until a training batch is full -> advantages +
+update -> broadcast weights -> next wave.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ class SyncController(Controller):
     def fit(self) -> None:
         while self.env_steps < self.cfg.trainer.total_env_steps:
             t0 = time.monotonic()
-            episodes = self.run_episodes()
+            episodes: list = []
+            while len(episodes) < self.cfg.algo.train_batch_episodes:
+                episodes += self.run_episodes()
             self.produced(episodes)
-            metrics = self.train_on(episodes)
-            self.end_iteration(episodes, metrics, t0)
+            self.end_iteration(episodes, self.ingest(episodes), t0)

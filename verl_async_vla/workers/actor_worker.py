@@ -1,5 +1,11 @@
-"""ActorWorker: owns the trainable policy and its optimizer. Takes episode batches (B, T), computes advantages and
-the actor-critic loss (algos/), steps, and bumps `policy_version`. No scheduling here."""
+"""ActorWorker: owns the trainable policy and its optimizer. No scheduling here.
+
+Episodes stream in through `ingest` (any number per call). On arrival each micro-batch is scored under the current
+weights -- the proximal policy pi_prox and fresh values, the work that off-policy correction needs -- before the
+whole batch exists. Once `algo.train_batch_episodes` are buffered, PPO epochs run over them (with the configured
+correction, algos/), and `policy_version` goes up by one. The sync controller sends a whole batch in one call; the
+async one streams micro-batches while envs and inference keep running.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
+from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
@@ -32,6 +39,7 @@ class ActorWorker(Worker):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.algo.lr, eps=1e-5)
         self.policy_version = 0
         self.rng = np.random.default_rng(seed)
+        self.buffer: list[DataProto] = []
         self.trained_episode_ids: list[int] = []
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -39,26 +47,44 @@ class ActorWorker(Worker):
         return self.policy.get_weights(), self.policy_version
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def update(self, batch: DataProto) -> dict[str, float]:
-        """PPO epochs over episode rows, then one new policy version."""
+    def ingest(self, batch: DataProto) -> dict[str, float]:
+        """Score a micro-batch under the current (proximal) weights and buffer it; update when a batch is full."""
+        with torch.no_grad():
+            prox_log_prob, _, prox_values = self._evaluate(batch, torch.arange(len(batch)))
+        batch.batch["prox_log_prob"] = prox_log_prob
+        batch.batch["prox_values"] = prox_values
+        self.buffer.append(batch)
+        buffered = sum(len(b) for b in self.buffer)
+        if buffered < self.algo.train_batch_episodes:
+            return {"updated": 0.0, "actor/policy_version": self.policy_version, "actor/buffered": buffered}
+        full, self.buffer = DataProto.concat(self.buffer), []
+        return {"updated": 1.0, **self._update(full)}
+
+    def _update(self, batch: DataProto) -> dict[str, float]:
+        """PPO epochs over episode rows, with the configured off-policy correction; then a new version."""
         b = batch.batch
         mask = b["mask"]
-        adv, returns = compute_advantages(self.algo, b["rewards"], b["values"], mask)
+        inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
+        values = b["prox_values"] * mask
+        if self.algo.off_policy == "vtrace":
+            adv, returns = compute_vtrace_advantage_return(
+                b["rewards"], values, mask, self.algo.gamma, inputs.log_rho, self.algo.is_cap, self.algo.is_cap
+            )
+            adv = (adv - adv[mask > 0].mean()) / (adv[mask > 0].std() + 1e-8) * mask
+        else:
+            adv, returns = compute_advantages(self.algo, b["rewards"], values, mask)
+        lag = (self.policy_version - b["policy_version"])[mask > 0].float()
         n = len(batch)
-        mb = max(1, min(n, self.algo.minibatch_size // max(1, int(mask.sum(1).float().mean()))))
+        rows_per_mb = max(1, min(n, self.algo.minibatch_size // max(1, int(mask.sum(1).float().mean()))))
         sums: dict[str, float] = defaultdict(float)
         steps = 0
         for _ in range(self.algo.ppo_epochs):
-            for rows in np.array_split(self.rng.permutation(n), max(1, n // mb)):
-                rows_t = torch.from_numpy(rows)
-                log_prob, entropy, vpred = self._evaluate(batch, rows_t)
-                if steps == 0:  # before any step: 0 on-policy, grows with staleness
-                    sums["actor/behaviour_abs_log_ratio"] = float(  # noqa
-                        ((log_prob.detach() - b["old_log_prob"][rows_t]).abs() * mask[rows_t]).sum() / mask[rows_t].sum()
-                    ) * self.algo.ppo_epochs * max(1, n // mb)
+            for rows in np.array_split(self.rng.permutation(n), max(1, n // rows_per_mb)):
+                r = torch.from_numpy(rows)
+                log_prob, entropy, vpred = self._evaluate(batch, r)
                 loss, m = actor_critic_loss(
-                    self.algo, log_prob, entropy, vpred,
-                    b["old_log_prob"][rows_t], b["values"][rows_t], adv[rows_t], returns[rows_t], mask[rows_t],
+                    self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
+                    mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
                 )  # fmt: skip
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -72,7 +98,17 @@ class ActorWorker(Worker):
         self.policy_version += 1
         self.trained_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
         metrics = {k: v / steps for k, v in sums.items()}
-        metrics.update({"actor/policy_version": self.policy_version, "actor/optimizer_steps": steps})
+        metrics.update(
+            {
+                "actor/policy_version": self.policy_version,
+                "actor/optimizer_steps": steps,
+                "actor/episodes": n,
+                "lag/mean": float(lag.mean()),
+                "lag/p99": float(torch.quantile(lag, 0.99)),
+                "lag/max": float(lag.max()),
+                "actor/behaviour_abs_log_ratio": float(inputs.log_rho.abs()[mask > 0].mean()),
+            }
+        )
         return metrics
 
     def _evaluate(self, batch: DataProto, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from verl import DataProto
 
 from verl_async_vla.envs.base import ShardObs, ShardStep
 from verl_async_vla.models.policy import PolicyObs
+
+# On CPU placement verl warns in every process that no accelerator was found: that is the intended set-up here.
+logging.getLogger("verl.plugin.platform.platform_manager").setLevel(logging.ERROR)
 
 # A global env key names one env across shards: shard rank * ENV_KEY_STRIDE + local env id.
 ENV_KEY_STRIDE = 1 << 20
