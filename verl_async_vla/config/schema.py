@@ -76,6 +76,12 @@ class TrainerConfig:
     eval_episodes: int = 64
     checkpoint_every: int = 0  # iterations; 0 = only the final checkpoint
     progress: bool = True
+    # async_vla only (the sync controller has no queues to bound):
+    max_batch: int = 64  # dynamic batcher: rows per inference call at most
+    max_wait_ms: float = 5.0  # dynamic batcher: longest a request waits for company
+    micro_batch_episodes: int = 16  # episodes streamed to the actor per ingest call
+    max_staleness: int = 1  # versions
+    stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance
 
 

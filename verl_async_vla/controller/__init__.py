@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.controller.base import Controller
+from verl_async_vla.controller.async_vla import AsyncVLAController
 from verl_async_vla.controller.sync import SyncController
 
-CONTROLLERS: dict[str, type[Controller]] = {"sync": SyncController}
+CONTROLLERS: dict[str, type[Controller]] = {"sync": SyncController, "async_vla": AsyncVLAController}
 
 
 def build_controller(cfg: RunConfig) -> Controller:

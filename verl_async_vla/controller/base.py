@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import ray
 from verl import DataProto
+from verl.single_controller.ray import RayWorkerGroup
 
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.controller.ledger import TrajectoryLedger
@@ -40,13 +41,14 @@ class Controller(ABC):
         self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)  # decisions per episode, at most
         self.run_log: RunLog | None = None
         self.pending_in_actor: list[int] = []  # ingested, waiting for the actor's next update
+        self.eval_seconds = 0.0  # excluded from throughput: both controllers evaluate the same way
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg, t = self.cfg, self.cfg.trainer
         init_ckpt = cfg.model.checkpoint or str(ensure_sft_checkpoint(cfg))
         self.init_checkpoint = init_ckpt
-        init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 1)
+        init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 2)
         common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
         self.env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common)
         spec = self.env_wg.spec()[0]
@@ -56,6 +58,9 @@ class Controller(ABC):
                 f"has action_dim={cfg.model.action_dim}, state_dim={cfg.model.state_dim}; set "
                 f"model.action_dim={spec.action_dim} model.state_dim={spec.state_dim}."
             )
+        # Evaluation has its own shard, so it never disturbs training envs that are mid-episode (async).
+        eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=min(t.eval_episodes, 32))
+        self.eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common)
         model_cfg = dataclasses.asdict(cfg.model)
         self.rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", model_cfg=model_cfg, **common)
         self.actor_wg = spawn_group(
@@ -74,13 +79,16 @@ class Controller(ABC):
         return version
 
     # ---- lockstep episodes (sync training and evaluation for both controllers) -----------------------------
-    def run_episodes(self, deterministic: bool = False, seeds: np.ndarray | None = None) -> list[Episode]:
-        """Every env plays one episode; envs that finish early wait (the synchronous barrier)."""
+    def run_episodes(
+        self, deterministic: bool = False, seeds: np.ndarray | None = None, env_wg: RayWorkerGroup | None = None
+    ) -> list[Episode]:
+        """Every env of `env_wg` plays one episode; envs that finish early wait (the synchronous barrier)."""
+        env_wg = env_wg or self.env_wg
         if seeds is None:
-            obs = DataProto.concat(self.env_wg.reset())
+            obs = DataProto.concat(env_wg.reset())
         else:
-            per_shard = np.array_split(seeds, len(self.env_wg.workers))
-            obs = DataProto.concat(ray.get([w.reset.remote(None, s) for w, s in zip(self.env_wg.workers, per_shard)]))
+            per_shard = np.array_split(seeds, len(env_wg.workers))
+            obs = DataProto.concat(ray.get([w.reset.remote(None, s) for w, s in zip(env_wg.workers, per_shard)]))
         keys = obs.non_tensor_batch["env_key"]
         assembler = EpisodeAssembler()
         assembler.begin(keys, list(obs.non_tensor_batch["instruction"]))
@@ -90,7 +98,7 @@ class Controller(ABC):
             rows = np.flatnonzero(active)
             request = obs.select_idxs(rows)
             answer = self.generate(request, deterministic)
-            outcome = self.env_wg.step(actions_for_all_envs(keys, active, answer.batch["actions"], rows))
+            outcome = env_wg.step(actions_for_all_envs(keys, active, answer.batch["actions"], rows))
             finished += assembler.record(request, answer, outcome)
             row_of = {k: i for i, k in enumerate(keys.tolist())}
             moved = np.array([row_of[k] for k in outcome.non_tensor_batch["env_key"].tolist()])
@@ -107,12 +115,15 @@ class Controller(ABC):
         return self.rollout_wg.generate(copy)
 
     def evaluate(self) -> float:
-        n_envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
+        """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable)."""
+        t0 = time.monotonic()
+        n_envs = min(self.cfg.trainer.eval_episodes, 32)
         waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
         success = []
         for w in range(waves):
             seeds = EVAL_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
-            success += [e.success for e in self.run_episodes(deterministic=True, seeds=seeds)]
+            success += [e.success for e in self.run_episodes(True, seeds, self.eval_env_wg)]
+        self.eval_seconds += time.monotonic() - t0
         return float(np.mean(success))
 
     # ---- training ---------------------------------------------------------------------------------------
@@ -171,12 +182,13 @@ class Controller(ABC):
     def train(self) -> dict[str, Any]:
         self.setup()
         assert self.run_log is not None
-        start = time.monotonic()
         success_start = self.evaluate()
         self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
                           "eval/success": success_start})  # fmt: skip
+        self.eval_seconds = 0.0
+        start = time.monotonic()
         self.fit()
-        wall = time.monotonic() - start
+        wall = time.monotonic() - start - self.eval_seconds
         success_final = self.evaluate()
         self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps,
                           "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip

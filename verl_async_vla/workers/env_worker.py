@@ -39,6 +39,15 @@ class EnvWorker(Worker):
         return step_to_proto(res, self.rank)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def step_and_reset(self, data: DataProto) -> tuple[DataProto, DataProto]:
+        """Async path, called on one shard's handle: step the given envs, reset at once those whose episode ended
+        (no waiting for the others) and return (outcomes, first observations of the new episodes)."""
+        _, local = split_env_key(data.non_tensor_batch["env_key"])
+        res = self.shard.step(local, data.batch["actions"].numpy())
+        finished = res.obs.env_ids[res.terminated | res.truncated]
+        return step_to_proto(res, self.rank), obs_to_proto(self.shard.reset(finished), self.rank)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def close(self) -> None:
         self.shard.close()
 

@@ -28,6 +28,11 @@ class RolloutWorker(Worker):
             self.policy_version = version
         return self.policy_version
 
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_weights_packed(self, weights_and_version: tuple[dict[str, torch.Tensor], int]) -> int:
+        """Takes `ActorWorker.get_weights`' result as is, so the driver can pass its ObjectRef unresolved."""
+        return self.set_weights(*weights_and_version)
+
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate(self, data: DataProto) -> DataProto:
         if self.policy_version < 0:
