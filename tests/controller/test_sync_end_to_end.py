@@ -13,7 +13,10 @@ pytestmark = pytest.mark.slow
 
 def test_sync_run_consumes_every_sample_once_and_changes_the_weights(ray_session, small_cfg):
     controller = build_controller(small_cfg)
-    summary = controller.train()
+    try:
+        summary = controller.train()
+    finally:
+        controller.release_workers()
 
     ledger = summary["ledger"]
     assert ledger["episodes_produced"] > 0

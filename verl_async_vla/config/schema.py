@@ -38,7 +38,7 @@ class ModelConfig:
 @dataclass
 class SFTConfig:
     demo_episodes: int = 96
-    steps: int = 100
+    steps: int = 80
     batch_size: int = 64
     lr: float = 1e-3
     cache_dir: str = "~/.cache/verl_async_vla/sft"

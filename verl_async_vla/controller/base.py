@@ -23,7 +23,7 @@ from verl_async_vla.models.sft import ensure_sft_checkpoint
 from verl_async_vla.telemetry.run_log import RunLog
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
 from verl_async_vla.workers.env_worker import actions_for_all_envs
-from verl_async_vla.workers.placement import init_ray, spawn_group
+from verl_async_vla.workers.placement import init_ray, release, spawn_group
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,15 @@ class Controller(ABC):
         (Path(self.run_log.dir) / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
         return summary
 
+    def release_workers(self) -> None:
+        for name in ("env_wg", "eval_env_wg", "rollout_wg", "actor_wg"):
+            group = getattr(self, name, None)
+            if group is not None:
+                release(group)
+                setattr(self, name, None)
+
     def shutdown(self) -> None:
-        if ray.is_initialized():
+        """Release the workers and, when this run started Ray, stop it."""
+        self.release_workers()
+        if ray.is_initialized() and self.cfg.trainer.ray_address is None:
             ray.shutdown()

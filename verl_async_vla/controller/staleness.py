@@ -1,7 +1,8 @@
 """The staleness gate: bounds how far behind the actor a trained sample's policy may be (in versions).
 
-- `pause`: producers stop issuing inference while more than (1 + max_staleness) training batches of episodes are
-  produced-or-in-progress but untrained (the bound of verl's fully_async `staleness_threshold`); nothing is dropped.
+- `pause`: producers stop issuing inference while max(1, max_staleness) training batches of finished episodes wait
+  untrained (queue + actor buffer), so an episode waits at most that many updates after it ends (cf. verl
+  fully_async's `staleness_threshold`); nothing is dropped, and the measured lag is reported (lag/max).
 - `drop`: episodes whose oldest decision is more than `max_staleness` versions behind the actor are discarded
   before training, and counted in the ledger.
 """
@@ -22,7 +23,7 @@ class StalenessGate:
     def may_produce(self, untrained_episodes: int) -> bool:
         if self.policy == "drop":
             return True
-        return untrained_episodes < (1 + self.max_staleness) * self.batch
+        return untrained_episodes < max(1, self.max_staleness) * self.batch
 
     def split(self, episodes: list[Episode], actor_version: int) -> tuple[list[Episode], list[Episode]]:
         """-> (fresh enough to train, stale). In `pause` mode nothing is stale by construction."""

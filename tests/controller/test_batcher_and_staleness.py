@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from verl import DataProto
+
+from verl_async_vla.controller.batcher import DynamicBatcher
+from verl_async_vla.controller.staleness import StalenessGate
+from verl_async_vla.controller.trajectory import Episode
+
+
+def rows(shard, n):
+    return DataProto.from_dict(
+        tensors={"state": torch.zeros(n, 4)}, non_tensors={"env_key": np.arange(n) + shard * 100}
+    )
+
+
+def test_batch_waits_at_most_max_wait_then_goes_with_what_is_ready():
+    b = DynamicBatcher(max_batch=8, max_wait_s=0.010)
+    assert b.wait_left(0.0) is None and b.pop_batch(0.0) is None
+    b.put(0, rows(0, 3), now=1.000)
+    assert b.wait_left(1.004) == pytest.approx(0.006)
+    assert b.pop_batch(1.004) is None  # not due yet: room left and the oldest waited 4 ms
+    batch = b.pop_batch(1.010)
+    assert len(batch) == 3 and batch.meta_info["queue_wait_s"] == pytest.approx(0.010)
+
+
+def test_full_batch_goes_at_once_and_never_exceeds_max_batch():
+    b = DynamicBatcher(max_batch=4, max_wait_s=10.0)
+    b.put(0, rows(0, 3), now=0.0)
+    b.put(1, rows(1, 3), now=0.0)
+    assert b.wait_left(0.0) == 0.0
+    first = b.pop_batch(0.0)
+    assert len(first) == 4 and len(b) == 2  # the second request was split, not delayed
+    assert list(first.non_tensor_batch["env_key"]) == [0, 1, 2, 100]
+
+
+def test_oldest_requests_are_served_first_across_shards():
+    b = DynamicBatcher(max_batch=2, max_wait_s=0.0)
+    b.put(0, rows(0, 2), now=0.0)
+    b.put(1, rows(1, 2), now=0.1)
+    b.put(0, rows(0, 2), now=0.2)
+    order = [int(b.pop_batch(1.0).non_tensor_batch["env_key"][0] // 100) for _ in range(3)]
+    assert order == [0, 1, 0]  # shard 1 is not starved by shard 0's second request
+
+
+def episode(eid, versions):
+    ep = Episode(eid, eid, "x")
+    ep.version = list(versions)
+    return ep
+
+
+def test_drop_policy_enforces_the_staleness_bound_in_versions():
+    gate = StalenessGate(max_staleness=1, policy="drop", train_batch_episodes=4)
+    fresh, stale = gate.split([episode(1, [5, 5]), episode(2, [4, 5]), episode(3, [3, 4])], actor_version=5)
+    assert [e.episode_id for e in fresh] == [1, 2] and [e.episode_id for e in stale] == [3]
+    assert gate.may_produce(10**6)
+
+
+def test_pause_policy_bounds_untrained_episodes_and_drops_nothing():
+    gate = StalenessGate(max_staleness=2, policy="pause", train_batch_episodes=4)
+    assert gate.may_produce(7) and not gate.may_produce(8)
+    fresh, stale = gate.split([episode(1, [0])], actor_version=9)
+    assert len(fresh) == 1 and not stale
+    assert StalenessGate(0, "pause", 4).may_produce(3) and not StalenessGate(0, "pause", 4).may_produce(4)
+
+
+def test_bad_gate_config_names_the_key():
+    with pytest.raises(ValueError, match="stale_policy"):
+        StalenessGate(1, "wait", 4)
