@@ -157,6 +157,7 @@ class Controller(ABC):
             "train/episode_len": float(np.mean([e.env_steps for e in episodes])),
             "train/return": float(np.mean([sum(e.reward) for e in episodes])),
             "time/iteration_s": time.monotonic() - t0,
+            "train_wall_s": time.monotonic() - self.fit_start - self.eval_seconds,
             **metrics,
         }
         if t.eval_every and self.iteration % t.eval_every == 0:
@@ -183,14 +184,14 @@ class Controller(ABC):
         self.setup()
         assert self.run_log is not None
         success_start = self.evaluate()
-        self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
-                          "eval/success": success_start})  # fmt: skip
         self.eval_seconds = 0.0
-        start = time.monotonic()
+        self.fit_start = time.monotonic()
+        self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
+                          "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
         self.fit()
-        wall = time.monotonic() - start - self.eval_seconds
+        wall = time.monotonic() - self.fit_start - self.eval_seconds
         success_final = self.evaluate()
-        self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps,
+        self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps, "train_wall_s": wall,
                           "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip
         ledger = self.ledger.check(self.actor_wg.trained_episodes()[0])
         final = self.save("final.pt")

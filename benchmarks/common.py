@@ -1,0 +1,67 @@
+"""Shared by the benchmark scripts: run the real main job as a subprocess, describe the machine, write results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+
+
+def machine() -> dict[str, Any]:
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        gpu = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version()}
+
+
+def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
+    """One training run through the same entry point users call; returns its summary.json."""
+    cmd = [sys.executable, "-m", "verl_async_vla.main", f"run_dir={run_dir}", "trainer.progress=false", *overrides]
+    print("$", " ".join(cmd[1:]), flush=True)
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run failed (exit {proc.returncode}); see {log}")
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    out = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if key in rec:
+            out.append((rec["env_steps"], rec[key]))
+    return out
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print("wrote", path.relative_to(ROOT))
+    return path
