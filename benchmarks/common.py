@@ -35,7 +35,14 @@ def machine() -> dict[str, Any]:
 
 def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
     """One training run through the same entry point users call; returns its summary.json."""
-    cmd = [sys.executable, "-m", "verl_async_vla.main", f"run_dir={run_dir}", "trainer.progress=false", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "verl_async_vla.main",
+        f"run_dir={run_dir}",
+        "trainer.progress=false",
+        *overrides,
+    ]
     print("$", " ".join(cmd[1:]), flush=True)
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from common import ROOT, curve, run_main, write_result
 
-# name -> hydra overrides. The ablation pair differs only in the correction, under a large staleness bound.
+# name -> (hydra overrides, env-step budget). The main pair runs the README's main job budget; the ablation pair
+# differs only in the correction, under a large staleness bound, at a shorter budget.
 VARIANTS = {
-    "sync": ["trainer=sync"],
-    "async_vla": ["trainer=async_vla"],
-    "async_stale8_tis": ["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=tis"],
-    "async_stale8_none": ["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=none"],
+    "sync": (["trainer=sync"], None),
+    "async_vla": (["trainer=async_vla"], None),
+    "async_stale8_tis": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=tis"], 120_000),
+    "async_stale8_none": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=none"], 120_000),
 }
 
 
@@ -40,7 +41,14 @@ def plot(runs: list[dict], path: Path) -> None:
             steps, success, wall_s = zip(*r["eval_curve"], strict=True)
             label = variant if i == 0 else None
             axes[0].plot(steps, success, color=colours.get(variant), alpha=0.8, label=label, marker=".")
-            axes[1].plot([w / 60 for w in wall_s], success, color=colours.get(variant), alpha=0.8, label=label, marker=".")
+            axes[1].plot(
+                [w / 60 for w in wall_s],
+                success,
+                color=colours.get(variant),
+                alpha=0.8,
+                label=label,
+                marker=".",
+            )
     axes[0].set_xlabel("env steps")
     axes[1].set_xlabel("wall minutes (training, evaluation time excluded)")
     for ax in axes:
@@ -58,16 +66,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--total-env-steps", type=int, default=120_000)
+    ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
     args = ap.parse_args()
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
+    out.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
         for variant in args.variants:
             run_dir = out / f"{variant}_seed{seed}"
+            overrides, budget = VARIANTS[variant]
+            budget = args.total_env_steps or budget
             summary = run_main(
-                [*VARIANTS[variant], f"seed={seed}", f"trainer.total_env_steps={args.total_env_steps}"],
+                [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
                 run_dir,
                 out / f"{variant}_seed{seed}.log",
             )
@@ -103,7 +114,9 @@ def main() -> None:
         }
     main_runs = [r for r in runs if r["variant"] in ("sync", "async_vla")]
     ablation = [r for r in runs if r["variant"].startswith("async_stale8")]
-    write_result("embedded_sync_vs_async", {"runs": main_runs, "off_policy_ablation": ablation, "summary": summary})
+    write_result(
+        "embedded_sync_vs_async", {"runs": main_runs, "off_policy_ablation": ablation, "summary": summary}
+    )
     plot(runs, ROOT / "docs" / "learning_sync_vs_async.png")
     import report
 

@@ -1,6 +1,6 @@
 """Regenerates docs/benchmarks.md from docs/results/*.json (never edit that page by hand).
 
-    python benchmarks/report.py
+python benchmarks/report.py
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def learning(lines: list[str]) -> None:
         )
     lines.append("")
     variants = list(dict.fromkeys(r.get("variant", r["trainer"]) for r in rows))
-    lines += ["| variant | seeds | success final (mean ± sd) | env steps/s (mean ± sd) |", "|---|---|---|---|"]
+    lines += [
+        "| variant | seeds | success final (mean ± sd) | env steps/s (mean ± sd) |",
+        "|---|---|---|---|",
+    ]
     for v in variants:
         g = [r for r in rows if r.get("variant", r["trainer"]) == v]
         lines.append(f"| {v} | {len(g)} | {_mean_sd([r['success_final'] for r in g])} | "

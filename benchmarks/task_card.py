@@ -15,27 +15,13 @@ from common import write_result
 
 from verl_async_vla.config.schema import validate
 from verl_async_vla.envs.embedded import EmbeddedReachShard
-from verl_async_vla.models import PolicyObs, build_policy
+from verl_async_vla.eval import greedy, play
+from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import load_checkpoint
 from verl_async_vla.models.sft import ensure_sft_checkpoint
 
 EPISODES = 256
-
-
-def play(shard: EmbeddedReachShard, act) -> float:
-    success = []
-    for wave in range(EPISODES // shard.num_envs):
-        ids = np.arange(shard.num_envs)
-        obs = shard.reset(ids, seeds=2_000_000_000 + wave * shard.num_envs + ids)
-        while len(ids):
-            res = shard.step(ids, act(shard, ids, obs))
-            done = res.terminated | res.truncated
-            success += res.success[done].tolist()
-            keep = ~done
-            ids, obs = ids[keep], res.obs
-            obs.image, obs.state = obs.image[keep], obs.state[keep]
-            obs.instruction = [t for t, k in zip(obs.instruction, keep, strict=True) if k]
-    return float(np.mean(success))
+SEED_BASE = 2_000_000_000  # a range neither training nor periodic evaluation draws
 
 
 def main() -> None:
@@ -47,22 +33,24 @@ def main() -> None:
     ckpt = ensure_sft_checkpoint(cfg)
     policy.load_weights(load_checkpoint(ckpt)["weights"])
 
-    def greedy(shuffle: bool):
-        def act(_, ids, obs):
-            texts = list(np.random.default_rng(len(ids)).permutation(obs.instruction)) if shuffle else obs.instruction
-            with torch.no_grad():
-                o = PolicyObs(torch.from_numpy(obs.image), torch.from_numpy(obs.state), texts)
-                return policy.act(o, deterministic=True).actions.numpy()
-
-        return act
-
     rows = [
         ("scripted expert (privileged)", lambda s, ids, o: s.expert_actions(ids, 4)),
-        ("instruction-blind expert (always the red cube) = chance", lambda s, ids, o: s.expert_actions(ids, 4, True)),
+        (
+            "instruction-blind expert (always the red cube) = chance",
+            lambda s, ids, o: s.expert_actions(ids, 4, True),
+        ),
         ("uniform random actions", lambda s, ids, o: rng.uniform(-1, 1, (len(ids), 4, 2)).astype(np.float32)),
-        ("SFT start (greedy)", greedy(False)),
+        ("SFT start (greedy)", greedy(policy)),
+        ("SFT start (greedy), instructions shuffled across envs", greedy(policy, shuffle_instructions=True)),
     ]
-    policies = [{"policy": name, "success": play(shard, act), "episodes": EPISODES} for name, act in rows]
+    policies = [
+        {
+            "policy": name,
+            "success": float(np.mean(play(shard, act, EPISODES, SEED_BASE))),
+            "episodes": EPISODES,
+        }
+        for name, act in rows
+    ]
     for p in policies:
         print(f"{p['policy']:<60} {p['success']:.3f}")
     write_result(

@@ -33,5 +33,9 @@ def test_plugin_can_be_disabled_by_verl_policy():
 def test_register_is_idempotent_and_reports_what_it_added():
     from verl_async_vla import plugin
 
-    assert plugin.register() == plugin.register() == {"policy_loss": ["decoupled_ppo"], "adv_estimator": ["vtrace"]}
+    assert (
+        plugin.register()
+        == plugin.register()
+        == {"policy_loss": ["decoupled_ppo"], "adv_estimator": ["vtrace"]}
+    )
     assert set(plugin.ROLE_WORKERS) == {"env", "rollout", "actor"}

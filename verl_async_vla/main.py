@@ -31,7 +31,10 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         summary = run(cfg)
-    except (ValueError, FileNotFoundError) as err:  # configuration problems: one clear line, no traceback wall
+    except (
+        ValueError,
+        FileNotFoundError,
+    ) as err:  # configuration problems: one clear line, no traceback wall
         print(f"verl-async-vla: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(json.dumps({k: v for k, v in summary.items() if k != "ledger"}, indent=2))

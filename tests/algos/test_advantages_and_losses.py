@@ -50,7 +50,9 @@ def test_value_and_entropy_terms_enter_with_their_coefficients():
     cfg = AlgoConfig(vf_coef=0.5, ent_coef=0.1)
     z = torch.zeros(1, 1)
     # pg 0; value 0.5 * (2 - 0)^2 = 2 -> 0.5 * 2 = 1; entropy 3 -> -0.3
-    loss, _ = actor_critic_loss(cfg, z, torch.full((1, 1), 3.0), z, z, z, z, torch.full((1, 1), 2.0), torch.ones(1, 1))
+    loss, _ = actor_critic_loss(
+        cfg, z, torch.full((1, 1), 3.0), z, z, z, z, torch.full((1, 1), 2.0), torch.ones(1, 1)
+    )
     torch.testing.assert_close(loss, torch.tensor(0.7))
 
 

@@ -16,7 +16,11 @@ def compose_cfg(*overrides):
 
 def test_default_config_validates():
     run = validate(compose_cfg("run_dir=/tmp/x"))
-    assert run.trainer.name == "sync" and run.env.name == "embedded_reach" and run.model.action_head == "gaussian"
+    assert (
+        run.trainer.name == "sync"
+        and run.env.name == "embedded_reach"
+        and run.model.action_head == "gaussian"
+    )
 
 
 @pytest.mark.parametrize("trainer", sorted(CONTROLLERS))
@@ -49,7 +53,53 @@ def test_cross_field_rules_name_the_fix():
 
 
 def test_unknown_env_names_the_available_ones():
+    from verl_async_vla.config.schema import EnvConfig
     from verl_async_vla.envs import make_env_shard
 
     with pytest.raises(ValueError, match="embedded_reach"):
-        make_env_shard(validate({"env": {"name": "libero_typo"}}).env, seed=0)
+        validate({"env": {"name": "libero_typo"}})
+    with pytest.raises(ValueError, match="embedded_reach"):
+        make_env_shard(EnvConfig(name="libero_typo"), seed=0)
+
+
+def test_cli_bad_config_stops_with_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    for override, needle in (
+        ("env.name=nope", "env.name='nope' is unknown"),
+        ("model.action_dim=7", "set model.action_dim=2"),
+        (f"model.checkpoint={tmp_path}/missing.pt", "does not exist"),
+    ):
+        res = subprocess.run(
+            [sys.executable, "-m", "verl_async_vla.main", override, f"run_dir={tmp_path}/run", "trainer.progress=false"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_recipes_compose_onto_the_primary_config():
+    from pathlib import Path
+
+    from hydra import initialize_config_dir as init_dir
+
+    recipes = str(Path(__file__).parents[2] / "recipes")
+    for name, trainer in (("embedded_sync", "sync"), ("embedded_async", "async_vla")):
+        with init_dir(config_dir=recipes, version_base=None):
+            cfg = compose(
+                config_name=name, overrides=["run_dir=/tmp/x", f"hydra.searchpath=[file://{CONFIG_DIR}]"]
+            )
+        assert validate(cfg).trainer.name == trainer
+
+
+def test_yaml_defaults_match_the_dataclass_defaults():
+    """One source of truth: the yaml groups restate the schema's defaults and must not drift from them."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from verl_async_vla.config.schema import RunConfig
+
+    composed = OmegaConf.to_container(compose_cfg("run_dir=outputs/run"), resolve=True)
+    assert composed == asdict(RunConfig())

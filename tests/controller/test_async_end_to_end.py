@@ -34,4 +34,6 @@ def test_async_run_keeps_the_ledger_and_tags_versions(ray_session, small_cfg, st
     assert batcher.batches > 0 and batcher.rows_batched / batcher.batches <= 3
     records = controller.run_log.history
     lags = [r["lag/max"] for r in records if "lag/max" in r]
-    assert lags and (stale_policy == "pause" or max(lags) <= 0)  # drop mode: nothing older than the bound trains
+    assert lags and (
+        stale_policy == "pause" or max(lags) <= 0
+    )  # drop mode: nothing older than the bound trains

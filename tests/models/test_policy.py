@@ -10,7 +10,13 @@ from verl_async_vla.models.tokenizer import WordTokenizer
 def make_obs(b=5, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     image = torch.randint(0, 255, (b, size, size, 3), dtype=torch.uint8, generator=g)
-    texts = ["reach the red cube", "touch the blue block", "go to the green cube", "move to a purple thing", "x"]
+    texts = [
+        "reach the red cube",
+        "touch the blue block",
+        "go to the green cube",
+        "move to a purple thing",
+        "x",
+    ]
     return PolicyObs(image, torch.randn(b, 4, generator=g), texts[:b])
 
 
@@ -64,4 +70,6 @@ def test_tokenizer_is_deterministic_and_hashes_unknown_words():
     assert ids.shape == (2, tok.max_len)
     assert ids[0, :4].tolist() == tok.encode(["reach the red cube"])[0, :4].tolist()
     assert 0 < ids[1, 2] <= 64  # unknown word -> a hash bucket, same in every process
-    assert np.array_equal(ids.numpy(), WordTokenizer().encode(["Reach the RED cube!", "reach the zorblax"]).numpy())
+    assert np.array_equal(
+        ids.numpy(), WordTokenizer().encode(["Reach the RED cube!", "reach the zorblax"]).numpy()
+    )

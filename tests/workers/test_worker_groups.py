@@ -42,7 +42,9 @@ def test_env_and_rollout_groups_spawn_and_answer(ray_session, small_cfg):
 
 
 def test_rollout_refuses_to_act_without_weights(ray_session, small_cfg):
-    roll_wg = spawn_group(RolloutWorker, 1, "t_roll_nw", model_cfg=dataclasses.asdict(small_cfg.model), seed=0)
+    roll_wg = spawn_group(
+        RolloutWorker, 1, "t_roll_nw", model_cfg=dataclasses.asdict(small_cfg.model), seed=0
+    )
     env_wg = spawn_group(EnvWorker, 1, "t_env_nw", env_cfg=dataclasses.asdict(small_cfg.env), seed=0)
     with pytest.raises(Exception, match="set_weights"):
         roll_wg.generate(env_wg.reset()[0])

@@ -23,7 +23,11 @@ def compute_advantages(
     """Returns (advantages, returns), both (B, T). GAE: Schulman et al. 2016, eq. 16 (verl's implementation)."""
     fn = get_adv_estimator_fn(cfg.adv_estimator)
     if cfg.adv_estimator in VALUE_BASED:
-        return fn(token_level_rewards=rewards, values=values, response_mask=mask, gamma=cfg.gamma, lam=cfg.lam)
+        return fn(
+            token_level_rewards=rewards, values=values, response_mask=mask, gamma=cfg.gamma, lam=cfg.lam
+        )
     if group_index is None:
-        raise ValueError(f"algo.adv_estimator={cfg.adv_estimator!r} groups episodes by task; none were given.")
+        raise ValueError(
+            f"algo.adv_estimator={cfg.adv_estimator!r} groups episodes by task; none were given."
+        )
     return fn(token_level_rewards=rewards, response_mask=mask, index=group_index)

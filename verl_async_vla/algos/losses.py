@@ -45,7 +45,9 @@ def actor_critic_loss(
     pg_loss, pg_metrics = policy_loss(
         old_log_prob, log_prob, advantages, mask, cfg.loss_agg_mode, _actor_view(cfg), is_weights
     )
-    vf_loss, vf_clipfrac = compute_value_loss(vpred, returns, old_values, mask, cfg.cliprange_value, cfg.loss_agg_mode)
+    vf_loss, vf_clipfrac = compute_value_loss(
+        vpred, returns, old_values, mask, cfg.cliprange_value, cfg.loss_agg_mode
+    )
     ent = agg_loss(entropy, mask, cfg.loss_agg_mode)
     loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * ent
     metrics = {

@@ -35,13 +35,19 @@ def correction_inputs(
     if cfg.off_policy == "none":
         return CorrectionInputs(behaviour_log_prob, None, log_rho)
     if cfg.off_policy in ("tis", "decoupled_ppo"):
-        return CorrectionInputs(proximal_log_prob, truncated_is_weights(proximal_log_prob, behaviour_log_prob, cfg.is_cap), log_rho)
+        return CorrectionInputs(
+            proximal_log_prob,
+            truncated_is_weights(proximal_log_prob, behaviour_log_prob, cfg.is_cap),
+            log_rho,
+        )
     if cfg.off_policy == "vtrace":  # the IS correction lives in the advantages
         return CorrectionInputs(proximal_log_prob, None, log_rho)
     raise ValueError(f"algo.off_policy={cfg.off_policy!r} is unknown; choose one of {OFF_POLICY_MODES}.")
 
 
-def truncated_is_weights(proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cap: float) -> torch.Tensor:
+def truncated_is_weights(
+    proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cap: float
+) -> torch.Tensor:
     """w = min(pi_prox / mu, C): truncated importance sampling (Ionides 2008; Espeholt et al. 2018, rho-bar)."""
     return torch.exp(proximal_log_prob - behaviour_log_prob).clamp(max=cap).detach()
 
@@ -60,13 +66,18 @@ def compute_policy_loss_decoupled_ppo(
     L = -E_mu[ (pi_prox/mu) * min(r A, clip(r, 1-eps, 1+eps) A) ],  r = pi_theta / pi_prox.
     `old_log_prob` is the proximal policy's; `rollout_is_weights` carries pi_prox/mu (truncated upstream)."""
     if rollout_is_weights is None:
-        raise ValueError("decoupled_ppo needs rollout_is_weights = pi_prox/mu; the ActorWorker computes them.")
+        raise ValueError(
+            "decoupled_ppo needs rollout_is_weights = pi_prox/mu; the ActorWorker computes them."
+        )
     eps = float(config.clip_ratio) if config is not None else 0.2
     ratio = torch.exp((log_prob - old_log_prob).clamp(-20.0, 20.0))
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - eps, 1.0 + eps) * advantages)
     loss = agg_loss(-rollout_is_weights * surrogate, response_mask, loss_agg_mode)
     clipfrac = ((ratio - 1.0).abs() > eps).float().mul(response_mask).sum() / response_mask.sum().clamp(min=1)
-    return loss, {"actor/pg_clipfrac": clipfrac.item(), "actor/is_weight_mean": rollout_is_weights[response_mask > 0].mean().item()}
+    return loss, {
+        "actor/pg_clipfrac": clipfrac.item(),
+        "actor/is_weight_mean": rollout_is_weights[response_mask > 0].mean().item(),
+    }
 
 
 @register_adv_est("vtrace")

@@ -17,6 +17,7 @@ class EnvConfig:
     num_envs_per_worker: int = 32
     image_size: int = 64
     max_episode_steps: int = 40  # control steps
+    latency: str = "none"  # none | uniform | longtail: injected simulator timing (envs/wrappers.py)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class AlgoConfig:
 @dataclass
 class TrainerConfig:
     name: str = "sync"  # set by the `trainer=` config group
-    total_env_steps: int = 120_000
+    total_env_steps: int = 250_000
     rollout_workers: int = 1
     actor_workers: int = 1
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
@@ -76,6 +77,7 @@ class TrainerConfig:
     eval_episodes: int = 64
     checkpoint_every: int = 0  # iterations; 0 = only the final checkpoint
     progress: bool = True
+    timeline: bool = False  # write trace.json (Chrome/Perfetto), timeline.png and timeline_summary.json
     # async_vla only (the sync controller has no queues to bound):
     max_batch: int = 64  # dynamic batcher: rows per inference call at most
     max_wait_ms: float = 5.0  # dynamic batcher: longest a request waits for company
@@ -109,6 +111,20 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             "`python -m verl_async_vla.main --cfg job`."
         ) from None
     m, e = run.model, run.env
+    from verl_async_vla.envs import ENV_REGISTRY  # cheap: backends import lazily
+
+    if e.name not in ENV_REGISTRY:
+        raise ValueError(
+            f"env.name={e.name!r} is unknown; available: {sorted(ENV_REGISTRY)} (pick with env=<name>)."
+        )
+    from verl_async_vla.envs.wrappers import PROFILES
+
+    if e.latency != "none" and e.latency not in PROFILES:
+        raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
+    if m.name != "tiny_vla":
+        raise ValueError(
+            f"model.name={m.name!r} is unknown; available: ['tiny_vla'] (pick with model=<name>)."
+        )
     if m.action_head not in ("gaussian", "discrete"):
         raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
     if m.image_size != e.image_size:
@@ -116,16 +132,22 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"model.image_size={m.image_size} differs from env.image_size={e.image_size}; set both to the same value."
         )
     if m.chunk < 1 or m.chunk > e.max_episode_steps:
-        raise ValueError(f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}].")
+        raise ValueError(
+            f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
+        )
     a = run.algo
     if a.off_policy not in ("none", "tis", "decoupled_ppo", "vtrace"):
-        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use none, tis, decoupled_ppo or vtrace.")
+        raise ValueError(
+            f"algo.off_policy={a.off_policy!r} is unknown; use none, tis, decoupled_ppo or vtrace."
+        )
     if a.off_policy == "decoupled_ppo":
         a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
     if a.train_batch_episodes < 1 or a.is_cap <= 0:
         raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
     if run.trainer.actor_workers != 1:
-        raise ValueError("trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU.")
+        raise ValueError(
+            "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."
+        )
     for name in ("num_workers", "num_envs_per_worker"):
         if getattr(e, name) < 1:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")

@@ -39,7 +39,9 @@ class AsyncVLAController(Controller):
         self.futures: dict[ray.ObjectRef, tuple[str, int, Any]] = {}
         self.idle_rollouts = deque(range(len(self.rollout_wg.workers)))
         self.shard_busy = [True] * len(self.env_wg.workers)
-        self.waiting: dict[int, list[tuple[DataProto, DataProto]]] = defaultdict(list)  # shard -> (obs, answer)
+        self.waiting: dict[int, list[tuple[DataProto, DataProto]]] = defaultdict(
+            list
+        )  # shard -> (obs, answer)
         self.queue: deque[Episode] = deque()  # the trajectory queue: finished, not yet given to the actor
         self.actor_busy = False
         self.iteration_t0 = time.monotonic()
@@ -100,14 +102,18 @@ class AsyncVLAController(Controller):
         self.assembler.begin(obs.non_tensor_batch["env_key"], list(obs.non_tensor_batch["instruction"]))
         self.batcher.put(shard, obs, now)
 
-    def _stepped(self, shard: int, ctx: tuple[DataProto, DataProto], outcome: DataProto, fresh: DataProto, now: float) -> None:
+    def _stepped(
+        self, shard: int, ctx: tuple[DataProto, DataProto], outcome: DataProto, fresh: DataProto, now: float
+    ) -> None:
         obs, answer = ctx
         finished = self.assembler.record(obs, answer, outcome)
         if finished:
             self.produced(finished)
             self.queue.extend(finished)
         alive = np.flatnonzero(~outcome.batch["done"].numpy())
-        self.batcher.put(shard, outcome.select_idxs(alive).select(["image", "state"], ["instruction", "env_key"]), now)
+        self.batcher.put(
+            shard, outcome.select_idxs(alive).select(["image", "state"], ["instruction", "env_key"]), now
+        )
         if len(fresh):
             self._new_episodes(shard, fresh, now)
 
@@ -120,7 +126,9 @@ class AsyncVLAController(Controller):
     def _trained(self, episodes: list[Episode], result: dict[str, float]) -> None:
         self.episodes_since_update += episodes
         self.after_ingest(result, episodes)
-        assert self.policy_version == int(result["actor/policy_version"]), "driver and actor disagree on version"
+        assert self.policy_version == int(result["actor/policy_version"]), (
+            "driver and actor disagree on version"
+        )
         if result["updated"]:
             done, self.episodes_since_update = self.episodes_since_update, []
             metrics = {k: v for k, v in result.items() if k != "updated"}
@@ -136,9 +144,14 @@ class AsyncVLAController(Controller):
         obs = DataProto.concat([p[0] for p in pairs])
         answer = DataProto.concat([p[1] for p in pairs])
         request = DataProto.from_dict(
-            tensors={"actions": answer.batch["actions"]}, non_tensors={"env_key": answer.non_tensor_batch["env_key"]}
+            tensors={"actions": answer.batch["actions"]},
+            non_tensors={"env_key": answer.non_tensor_batch["env_key"]},
         )
-        self.futures[self.env_wg.workers[shard].step_and_reset.remote(request)] = ("step", shard, (obs, answer))
+        self.futures[self.env_wg.workers[shard].step_and_reset.remote(request)] = (
+            "step",
+            shard,
+            (obs, answer),
+        )
         self.shard_busy[shard] = True
 
     def untrained(self) -> int:

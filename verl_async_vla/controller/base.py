@@ -4,6 +4,7 @@ held-out evaluation and per-iteration bookkeeping. Subclasses only decide *when*
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -19,15 +20,16 @@ from verl.single_controller.ray import RayWorkerGroup
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.controller.ledger import TrajectoryLedger
 from verl_async_vla.controller.trajectory import Episode, EpisodeAssembler, episodes_to_proto
+from verl_async_vla.envs.base import HELD_OUT_SEED_BASE
+from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
 from verl_async_vla.models.sft import ensure_sft_checkpoint
 from verl_async_vla.telemetry.run_log import RunLog
+from verl_async_vla.telemetry.timeline import busy_fractions, ideal_bound, write_chrome_trace, write_gantt
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
 from verl_async_vla.workers.env_worker import actions_for_all_envs
 from verl_async_vla.workers.placement import init_ray, release, spawn_group
 
 log = logging.getLogger(__name__)
-
-EVAL_SEED_BASE = 1_000_000_007  # evaluation layouts come from a seed range training never draws from
 
 
 class Controller(ABC):
@@ -38,7 +40,8 @@ class Controller(ABC):
         self.ledger = TrajectoryLedger()
         self.env_steps = 0
         self.iteration = 0
-        self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)  # decisions per episode, at most
+        # decisions per episode, at most
+        self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)
         self.run_log: RunLog | None = None
         self.pending_in_actor: list[int] = []  # ingested, waiting for the actor's next update
         self.eval_seconds = 0.0  # excluded from throughput: both controllers evaluate the same way
@@ -46,11 +49,11 @@ class Controller(ABC):
     # ---- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg, t = self.cfg, self.cfg.trainer
-        init_ckpt = cfg.model.checkpoint or str(ensure_sft_checkpoint(cfg))
-        self.init_checkpoint = init_ckpt
         init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 2)
         common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
-        self.env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common)
+        self.env_wg = spawn_group(
+            EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common
+        )
         spec = self.env_wg.spec()[0]
         if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
             raise ValueError(
@@ -58,11 +61,19 @@ class Controller(ABC):
                 f"has action_dim={cfg.model.action_dim}, state_dim={cfg.model.state_dim}; set "
                 f"model.action_dim={spec.action_dim} model.state_dim={spec.state_dim}."
             )
+        if cfg.model.checkpoint:  # fail here, in one line, rather than inside a remote worker
+            check_compatible(load_checkpoint(cfg.model.checkpoint)["model_cfg"], cfg.model)
+        init_ckpt = cfg.model.checkpoint or str(ensure_sft_checkpoint(cfg))
+        self.init_checkpoint = init_ckpt
         # Evaluation has its own shard, so it never disturbs training envs that are mid-episode (async).
         eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=min(t.eval_episodes, 32))
-        self.eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common)
+        self.eval_env_wg = spawn_group(
+            EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common
+        )
         model_cfg = dataclasses.asdict(cfg.model)
-        self.rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", model_cfg=model_cfg, **common)
+        self.rollout_wg = spawn_group(
+            RolloutWorker, t.rollout_workers, "rollout", model_cfg=model_cfg, **common
+        )
         self.actor_wg = spawn_group(
             ActorWorker, t.actor_workers, "actor", model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo),
             init_checkpoint=init_ckpt, **common,
@@ -80,7 +91,10 @@ class Controller(ABC):
 
     # ---- lockstep episodes (sync training and evaluation for both controllers) -----------------------------
     def run_episodes(
-        self, deterministic: bool = False, seeds: np.ndarray | None = None, env_wg: RayWorkerGroup | None = None
+        self,
+        deterministic: bool = False,
+        seeds: np.ndarray | None = None,
+        env_wg: RayWorkerGroup | None = None,
     ) -> list[Episode]:
         """Every env of `env_wg` plays one episode; envs that finish early wait (the synchronous barrier)."""
         env_wg = env_wg or self.env_wg
@@ -88,7 +102,9 @@ class Controller(ABC):
             obs = DataProto.concat(env_wg.reset())
         else:
             per_shard = np.array_split(seeds, len(env_wg.workers))
-            obs = DataProto.concat(ray.get([w.reset.remote(None, s) for w, s in zip(env_wg.workers, per_shard)]))
+            obs = DataProto.concat(
+                ray.get([w.reset.remote(None, s) for w, s in zip(env_wg.workers, per_shard, strict=True)])
+            )
         keys = obs.non_tensor_batch["env_key"]
         assembler = EpisodeAssembler()
         assembler.begin(keys, list(obs.non_tensor_batch["instruction"]))
@@ -121,7 +137,7 @@ class Controller(ABC):
         waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
         success = []
         for w in range(waves):
-            seeds = EVAL_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
+            seeds = HELD_OUT_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
             success += [e.success for e in self.run_episodes(True, seeds, self.eval_env_wg)]
         self.eval_seconds += time.monotonic() - t0
         return float(np.mean(success))
@@ -186,10 +202,12 @@ class Controller(ABC):
         success_start = self.evaluate()
         self.eval_seconds = 0.0
         self.fit_start = time.monotonic()
+        fit_start_wall = time.time()
         self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
                           "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
         self.fit()
         wall = time.monotonic() - self.fit_start - self.eval_seconds
+        timeline = self.export_timeline(fit_start_wall, time.time()) if self.cfg.trainer.timeline else None
         success_final = self.evaluate()
         self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps, "train_wall_s": wall,
                           "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip
@@ -207,11 +225,47 @@ class Controller(ABC):
             "iterations": self.iteration,
             "policy_version": self.policy_version,
             "ledger": ledger,
+            "timeline": timeline,
             "checkpoint": final,
             "run_dir": str(self.run_log.dir),
         }
         self.run_log.close()
-        (Path(self.run_log.dir) / "summary.json").write_text(__import__("json").dumps(summary, indent=2))
+        (Path(self.run_log.dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def export_timeline(self, t0: float, t1: float) -> dict[str, Any]:
+        """Gather every worker's spans for the training window; write trace.json, timeline.png and the bubble
+        report (timeline_summary.json); print the per-stage busy fractions."""
+        assert self.run_log is not None
+        spans = [
+            s
+            for wg in (self.env_wg, self.rollout_wg, self.actor_wg)
+            for part in wg.drain_spans()
+            for s in part
+        ]
+        spans = [s for s in spans if s.end > t0 and s.start < t1]
+        lags = [r["lag/max"] for r in self.run_log.history if "lag/max" in r]
+        means = [r["lag/mean"] for r in self.run_log.history if "lag/mean" in r]
+        summary = {
+            "window_s": t1 - t0,
+            "busy": busy_fractions(spans, t0, t1),
+            "bound": ideal_bound(spans, self.env_steps),
+            "lag": {"mean": float(np.mean(means)) if means else 0.0, "max": max(lags, default=0.0)},
+            "spans": len(spans),
+        }
+        d = self.run_log.dir
+        write_chrome_trace(spans, d / "trace.json")
+        write_gantt(
+            spans, d / "timeline.png", f"{self.name}: stage timeline (first 10 s of training)", window_s=10.0
+        )
+        (d / "timeline_summary.json").write_text(json.dumps(summary, indent=2))
+        busy = ", ".join(f"{k} {v:.0%}" for k, v in summary["busy"].items())
+        log.info(
+            "%s busy: %s; idle = 1 - busy; ideal bound %.0f env steps/s",
+            self.name,
+            busy,
+            summary["bound"]["bound"],
+        )
         return summary
 
     def release_workers(self) -> None:

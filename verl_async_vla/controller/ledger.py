@@ -63,7 +63,9 @@ class TrajectoryLedger:
         if set(actor_trained_ids) != self.trained:
             missing = len(self.trained - set(actor_trained_ids))
             extra = len(set(actor_trained_ids) - self.trained)
-            raise LedgerError(f"actor and ledger disagree: {missing} recorded but not trained, {extra} unrecorded")
+            raise LedgerError(
+                f"actor and ledger disagree: {missing} recorded but not trained, {extra} unrecorded"
+            )
         summary = self.summary()
         assert summary["episodes_produced"] == (
             summary["episodes_trained"] + summary["episodes_dropped_stale"] + summary["episodes_in_flight"]

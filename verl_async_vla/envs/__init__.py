@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from verl_async_vla.envs.base import EnvShard, EnvSpec, ShardObs, ShardStep
 
@@ -26,7 +27,12 @@ def make_env_shard(cfg: EnvConfig, seed: int) -> EnvShard:
             f"Unknown env.name={cfg.name!r}. Available: {sorted(ENV_REGISTRY)}; "
             "pick one with `env=<name>` on the command line."
         )
-    return ENV_REGISTRY[cfg.name](cfg, seed)
+    shard = ENV_REGISTRY[cfg.name](cfg, seed)
+    if cfg.latency != "none":
+        from verl_async_vla.envs.wrappers import PROFILES, LatencyShard
+
+        shard = LatencyShard(shard, PROFILES[cfg.latency], seed)
+    return shard
 
 
 __all__ = ["ENV_REGISTRY", "EnvShard", "EnvSpec", "ShardObs", "ShardStep", "make_env_shard"]

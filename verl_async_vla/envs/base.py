@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Evaluation layouts are drawn from seeds at and above this value; training shards draw theirs from per-env
+# generators seeded by (run seed, env index), a different stream, so evaluation is on held-out layouts.
+HELD_OUT_SEED_BASE = 1_000_000_007
+
 
 @dataclass(frozen=True)
 class EnvSpec:

@@ -40,7 +40,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_compatible(ckpt_cfg: dict[str, Any], model_cfg: ModelConfig) -> None:
     """Shapes that must agree between a checkpoint and the configured model; names the key to change."""
-    for key in ("name", "action_head", "action_dim", "state_dim", "chunk", "image_size", "channels", "hidden"):
+    for key in (
+        "name",
+        "action_head",
+        "action_dim",
+        "state_dim",
+        "chunk",
+        "image_size",
+        "channels",
+        "hidden",
+    ):
         if ckpt_cfg.get(key) != getattr(model_cfg, key):
             raise ValueError(
                 f"Checkpoint was built with model.{key}={ckpt_cfg.get(key)!r} but the config says "

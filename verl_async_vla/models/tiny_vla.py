@@ -40,7 +40,9 @@ class TinyVLA(VLAPolicy):
         self.film = nn.Linear(cfg.text_dim, 2 * c)
         self.keypoints = SpatialSoftmax()
         feat = 2 * c + cfg.text_dim + cfg.state_dim
-        self.trunk = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU())
+        self.trunk = nn.Sequential(
+            nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
+        )
         self.critic = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
         if cfg.action_head == "gaussian":
             self.head: GaussianChunkHead | DiscreteTokenHead = GaussianChunkHead(
@@ -56,7 +58,9 @@ class TinyVLA(VLAPolicy):
                 f"{tuple(obs.image.shape)}; set model.image_size to the env's image size."
             )
         if obs.state.shape[-1] != self.cfg.state_dim:
-            raise ValueError(f"state has {obs.state.shape[-1]} dims, model.state_dim={self.cfg.state_dim}; align them.")
+            raise ValueError(
+                f"state has {obs.state.shape[-1]} dims, model.state_dim={self.cfg.state_dim}; align them."
+            )
         x = obs.image.permute(0, 3, 1, 2).float() / 255.0 - 0.5
         ids = self.tokenizer.encode(obs.instruction).to(x.device)
         mask = (ids != 0).float().unsqueeze(-1)

@@ -33,7 +33,9 @@ class RunLog:
         self._metrics = open(self.dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
         self.start = time.monotonic()
         self.history: list[dict[str, Any]] = []
-        self.bar = tqdm(total=total_env_steps, unit="step", desc="env steps", disable=not progress, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total_env_steps, unit="step", desc="env steps", disable=not progress, dynamic_ncols=True
+        )
 
     def log(self, record: dict[str, Any]) -> None:
         record = {"wall_s": round(time.monotonic() - self.start, 3), **record}
@@ -52,7 +54,10 @@ class RunLog:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        for key, label in (("train/success", "train (sampling)"), ("eval/success", "eval (greedy, held-out)")):
+        for key, label in (
+            ("train/success", "train (sampling)"),
+            ("eval/success", "eval (greedy, held-out)"),
+        ):
             pts = [(r["env_steps"], r[key]) for r in self.history if key in r]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o" if key.startswith("eval") else None, label=label)

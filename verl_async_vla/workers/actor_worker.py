@@ -9,6 +9,7 @@ async one streams micro-batches while envs and inference keep running.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -23,11 +24,14 @@ from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, cor
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import set_thread_budget
 
 
 class ActorWorker(Worker):
-    def __init__(self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1):
+    def __init__(
+        self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1
+    ):
         super().__init__()
         set_thread_budget(torch_threads)
         torch.manual_seed(seed)
@@ -41,6 +45,7 @@ class ActorWorker(Worker):
         self.rng = np.random.default_rng(seed)
         self.buffer: list[DataProto] = []
         self.trained_episode_ids: list[int] = []
+        self.spans = SpanRecorder("actor", f"actor/{self.rank}")
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def get_weights(self) -> tuple[dict[str, torch.Tensor], int]:
@@ -49,6 +54,7 @@ class ActorWorker(Worker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ingest(self, batch: DataProto) -> dict[str, float]:
         """Score a micro-batch under the current (proximal) weights and buffer it; update when a batch is full."""
+        t0 = time.time()
         with torch.no_grad():
             prox_log_prob, _, prox_values = self._evaluate(batch, torch.arange(len(batch)))
         batch.batch["prox_log_prob"] = prox_log_prob
@@ -56,9 +62,16 @@ class ActorWorker(Worker):
         self.buffer.append(batch)
         buffered = sum(len(b) for b in self.buffer)
         if buffered < self.algo.train_batch_episodes:
+            self.spans.record(t0, batch=len(batch), version=self.policy_version)
             return {"updated": 0.0, "actor/policy_version": self.policy_version, "actor/buffered": buffered}
         full, self.buffer = DataProto.concat(self.buffer), []
-        return {"updated": 1.0, **self._update(full)}
+        metrics = self._update(full)
+        self.spans.record(t0, batch=len(batch), version=self.policy_version)
+        return {"updated": 1.0, **metrics}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def drain_spans(self) -> list[Span]:
+        return self.spans.drain()
 
     def _update(self, batch: DataProto) -> dict[str, float]:
         """PPO epochs over episode rows, with the configured off-policy correction; then a new version."""
@@ -68,7 +81,13 @@ class ActorWorker(Worker):
         values = b["prox_values"] * mask
         if self.algo.off_policy == "vtrace":
             adv, returns = compute_vtrace_advantage_return(
-                b["rewards"], values, mask, self.algo.gamma, inputs.log_rho, self.algo.is_cap, self.algo.is_cap
+                b["rewards"],
+                values,
+                mask,
+                self.algo.gamma,
+                inputs.log_rho,
+                self.algo.is_cap,
+                self.algo.is_cap,
             )
             adv = (adv - adv[mask > 0].mean()) / (adv[mask > 0].std() + 1e-8) * mask
         else:
@@ -130,4 +149,6 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save(self, path: str, **meta) -> str:
-        return str(save_checkpoint(path, self.policy, self.model_cfg, policy_version=self.policy_version, **meta))
+        return str(
+            save_checkpoint(path, self.policy, self.model_cfg, policy_version=self.policy_version, **meta)
+        )

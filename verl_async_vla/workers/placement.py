@@ -20,18 +20,26 @@ def init_ray(address: str | None, logical_cpus: int) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": WORKER_ENV})
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": WORKER_ENV}
+    )
     if address is None:
         kwargs["num_cpus"] = logical_cpus
     ray.init(address=address, **kwargs)
 
 
-def spawn_group(worker_cls: type, world_size: int, name: str, use_gpu: bool = False, **init_kwargs: Any) -> RayWorkerGroup:
+def spawn_group(
+    worker_cls: type, world_size: int, name: str, use_gpu: bool = False, **init_kwargs: Any
+) -> RayWorkerGroup:
     """One role's `RayWorkerGroup` on its own pool (disaggregated placement). Names get a unique suffix: Ray
     placement-group names must be unique for the life of the cluster, and several runs may share one."""
     prefix = f"{name}_{uuid.uuid4().hex[:6]}_"
-    pool = RayResourcePool(process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix)
-    group = RayWorkerGroup(pool, RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs), name_prefix=prefix)
+    pool = RayResourcePool(
+        process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix
+    )
+    group = RayWorkerGroup(
+        pool, RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs), name_prefix=prefix
+    )
     group.resource_pool_ref = pool  # kept for release()
     return group
 

@@ -79,7 +79,7 @@ class _ReachEnv:
     def reset(self, rng: np.random.Generator) -> None:
         mujoco.mj_resetData(self.model, self.data)
         points = _sample_separated(rng, len(COLOURS) + 1)
-        for (name, adr), xy in zip(self.cube_qpos.items(), points[1:], strict=True):
+        for adr, xy in zip(self.cube_qpos.values(), points[1:], strict=True):
             self.data.qpos[adr : adr + 3] = (xy[0], xy[1], 0.03)
             self.data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
         self.data.qpos[0:2] = points[0]
@@ -141,7 +141,9 @@ class EmbeddedReachShard(EnvShard):
         if image_size < 16:
             raise ValueError(f"env.image_size must be >= 16 pixels, got {image_size}")
         self.num_envs = num_envs
-        self.spec = EnvSpec((image_size, image_size, 3), state_dim=4, action_dim=2, max_episode_steps=max_episode_steps)
+        self.spec = EnvSpec(
+            (image_size, image_size, 3), state_dim=4, action_dim=2, max_episode_steps=max_episode_steps
+        )
         self.envs = [_ReachEnv(image_size) for _ in range(num_envs)]
         self.rngs = [np.random.default_rng([seed, i]) for i in range(num_envs)]
         self.done = np.ones(num_envs, dtype=bool)
@@ -149,7 +151,9 @@ class EmbeddedReachShard(EnvShard):
     def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
         env_ids = np.asarray(env_ids, dtype=np.int64)
         if seeds is not None and len(seeds) != len(env_ids):
-            raise ValueError(f"reset got {len(seeds)} seeds for {len(env_ids)} envs; pass one seed per env id")
+            raise ValueError(
+                f"reset got {len(seeds)} seeds for {len(env_ids)} envs; pass one seed per env id"
+            )
         for k, i in enumerate(env_ids):
             rng = self.rngs[i] if seeds is None else np.random.default_rng(int(seeds[k]))
             self.envs[i].reset(rng)
@@ -184,7 +188,9 @@ class EmbeddedReachShard(EnvShard):
     def _observe(self, env_ids: np.ndarray) -> ShardObs:
         envs = [self.envs[i] for i in env_ids]
         if not envs:
-            return ShardObs(env_ids, np.zeros((0, *self.spec.image_shape), np.uint8), np.zeros((0, 4), np.float32), [])
+            return ShardObs(
+                env_ids, np.zeros((0, *self.spec.image_shape), np.uint8), np.zeros((0, 4), np.float32), []
+            )
         return ShardObs(
             env_ids=env_ids,
             image=np.stack([e.render() for e in envs]),

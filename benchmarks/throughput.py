@@ -1,0 +1,88 @@
+"""Throughput benchmark: sync vs async_vla on the same workload, in one invocation, with the stage timeline.
+
+    python benchmarks/throughput.py                          # workloads uniform + longtail
+    python benchmarks/throughput.py --workloads longtail --env-steps 6000
+
+Both trainers do the same work: the same envs, the same env-step budget, one PPO update per 64 episodes. The
+`longtail` workload is the reference profile (16 envs; per-step latency lognormal, median 10 ms, sigma 1.0; every
+reset 0.5 s). Prints and writes per trainer: env steps/s, samples trained/s, per-stage busy fraction, policy lag,
+the ideal pipeline bound (slowest stage's capacity, from the spans) and the ratios async/sync and async/bound.
+Writes docs/results/throughput.json, docs/timeline_{sync,async}.png, then regenerates docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from common import ROOT, run_main, write_result
+
+WORKLOADS = {
+    "uniform": ["env.latency=uniform"],
+    "longtail": ["env.latency=longtail"],
+}
+# 16 envs (2 shards x 8), as in the reference profile; eval only at start and end (excluded from timing anyway).
+COMMON = ["env.num_workers=2", "env.num_envs_per_worker=8", "trainer.eval_every=0", "trainer.eval_episodes=16",
+          "trainer.timeline=true", "algo.train_batch_episodes=32"]  # fmt: skip
+TRAINERS = {
+    "sync": ["trainer=sync"],
+    "async_vla": ["trainer=async_vla"],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--env-steps", type=int, default=8000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-dir", default=None)
+    args = ap.parse_args()
+    out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_throughput_"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for workload in args.workloads:
+        row: dict = {"name": workload, "env_steps_budget": args.env_steps}
+        for trainer, overrides in TRAINERS.items():
+            run_dir = out / f"{workload}_{trainer}"
+            s = run_main(
+                [*overrides, *WORKLOADS[workload], *COMMON, f"seed={args.seed}",
+                 f"trainer.total_env_steps={args.env_steps}"],
+                run_dir, out / f"{workload}_{trainer}.log",
+            )  # fmt: skip
+            tl = json.loads((run_dir / "timeline_summary.json").read_text())
+            row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
+            row[f"{trainer}_samples_trained_per_s"] = round(
+                s["ledger"]["samples_trained"] / (s["wall_minutes"] * 60), 1
+            )
+            row[f"{trainer}_busy"] = {k: round(v, 3) for k, v in tl["busy"].items()}
+            row[f"{trainer}_ideal_bound_env_steps_per_s"] = round(tl["bound"]["bound"], 1)
+            row[f"{trainer}_stage_capacity_env_steps_per_s"] = {
+                k: round(v, 1) for k, v in tl["bound"].items()
+            }
+            row[f"{trainer}_lag"] = tl.get("lag", {})
+            if workload == "longtail":
+                shutil.copy(run_dir / "timeline.png", ROOT / "docs" / f"timeline_{trainer}.png")
+            print(f"  {workload:9s} {trainer:10s} {row[f'{trainer}_env_steps_per_s']:8.1f} env steps/s  "
+                  f"bound {row[f'{trainer}_ideal_bound_env_steps_per_s']:8.1f}  busy {row[f'{trainer}_busy']}", flush=True)  # fmt: skip
+        row["sync_lockstep_env_steps_per_s"] = row[
+            "sync_env_steps_per_s"
+        ]  # k = 1; pipelined sync: not yet built
+        row["async_env_steps_per_s"] = row["async_vla_env_steps_per_s"]
+        row["ideal_bound_env_steps_per_s"] = row["async_vla_ideal_bound_env_steps_per_s"]
+        row["async_over_sync"] = round(row["async_env_steps_per_s"] / row["sync_env_steps_per_s"], 3)
+        row["async_over_bound"] = round(row["async_env_steps_per_s"] / row["ideal_bound_env_steps_per_s"], 3)
+        print(
+            f"  {workload}: async/sync = {row['async_over_sync']:.2f}x, async/bound = {row['async_over_bound']:.0%}"
+        )
+        rows.append(row)
+    write_result("throughput", {"workloads": rows})
+    import report
+
+    report.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Stage spans -> timeline: Chrome/Perfetto trace, Gantt PNG, per-stage busy fractions and the ideal pipeline bound.
+
+Every worker records spans (stage, start, end, batch size, policy version) with `SpanRecorder`; the controller
+gathers them at the end of a run. Clocks are `time.time()` (one host, so worker clocks agree).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Span:
+    stage: str  # "env" | "rollout" | "actor" | "driver"
+    worker: str  # e.g. "env/0"
+    start: float
+    end: float
+    batch: int = 0  # rows / envs / episodes handled
+    version: int = -1  # policy version in use
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class SpanRecorder:
+    """Cheap in-worker recorder (a list append per call); disabled recorders cost one branch."""
+
+    def __init__(self, stage: str, worker: str, enabled: bool = True):
+        self.stage, self.worker, self.enabled = stage, worker, enabled
+        self.spans: list[Span] = []
+
+    def record(self, start: float, batch: int = 0, version: int = -1) -> None:
+        if self.enabled:
+            self.spans.append(Span(self.stage, self.worker, start, time.time(), batch, version))
+
+    def drain(self) -> list[Span]:
+        out, self.spans = self.spans, []
+        return out
+
+
+def busy_fractions(spans: list[Span], t0: float, t1: float) -> dict[str, float]:
+    """Busy time of each stage / (wall time x workers of that stage): 1.0 means no bubbles."""
+    wall = max(t1 - t0, 1e-9)
+    out: dict[str, float] = {}
+    for stage in sorted({s.stage for s in spans}):
+        mine = [s for s in spans if s.stage == stage]
+        workers = len({s.worker for s in mine})
+        busy = sum(min(s.end, t1) - max(s.start, t0) for s in mine if s.end > t0 and s.start < t1)
+        out[stage] = busy / (wall * workers)
+    return out
+
+
+def ideal_bound(spans: list[Span], env_steps: int) -> dict[str, float]:
+    """Per-stage capacity in env steps/s if that stage never waited: env_steps / (busy time / its workers).
+    The pipeline bound is the slowest stage's capacity (every stage must process every sample)."""
+    caps: dict[str, float] = {}
+    for stage in sorted({s.stage for s in spans} - {"driver"}):
+        mine = [s for s in spans if s.stage == stage]
+        workers = len({s.worker for s in mine})
+        busy = sum(s.duration for s in mine) / workers
+        caps[stage] = env_steps / busy if busy > 0 else float("inf")
+    caps["bound"] = min(caps.values()) if caps else 0.0
+    return caps
+
+
+def write_chrome_trace(spans: list[Span], path: Path) -> Path:
+    """Chrome trace-event JSON (open in chrome://tracing or ui.perfetto.dev)."""
+    t0 = min((s.start for s in spans), default=0.0)
+    workers = sorted({s.worker for s in spans})
+    events: list[dict[str, Any]] = [
+        {"name": "thread_name", "ph": "M", "pid": 1, "tid": i, "args": {"name": w}}
+        for i, w in enumerate(workers)
+    ]
+    tid = {w: i for i, w in enumerate(workers)}
+    for s in spans:
+        events.append(
+            {"name": s.stage, "ph": "X", "pid": 1, "tid": tid[s.worker], "ts": (s.start - t0) * 1e6,
+             "dur": s.duration * 1e6, "args": {"batch": s.batch, "version": s.version}}
+        )  # fmt: skip
+    path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+    return path
+
+
+def write_gantt(spans: list[Span], path: Path, title: str, window_s: float | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = min((s.start for s in spans), default=0.0)
+    t_end = t0 + window_s if window_s else max((s.end for s in spans), default=1.0)
+    workers = sorted(
+        {s.worker for s in spans},
+        key=lambda w: ({"env": 0, "rollout": 1, "actor": 2}.get(w.split("/")[0], 3), w),
+    )
+    colours = {"env": "tab:green", "rollout": "tab:blue", "actor": "tab:red", "driver": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(workers) + 1.2))
+    for row, w in enumerate(workers):
+        bars = [(s.start - t0, s.duration) for s in spans if s.worker == w and s.start < t_end]
+        stage = w.split("/")[0]
+        ax.broken_barh(bars, (row - 0.4, 0.8), color=colours.get(stage, "tab:purple"))
+    ax.set_yticks(range(len(workers)), workers)
+    ax.set_xlim(0, t_end - t0)
+    ax.set_xlabel("seconds")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def spans_to_dicts(spans: list[Span]) -> list[dict[str, Any]]:
+    return [asdict(s) for s in spans]
