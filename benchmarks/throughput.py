@@ -28,7 +28,12 @@ WORKLOADS = {
 COMMON = ["env.num_workers=2", "env.num_envs_per_worker=8", "trainer.eval_every=0", "trainer.eval_episodes=16",
           "trainer.timeline=true", "algo.train_batch_episodes=32"]  # fmt: skip
 TRAINERS = {
-    "sync": ["trainer=sync"],
+    "sync_k1": ["trainer=sync", "trainer.pipeline_stages=1"],  # plain lockstep
+    "sync_k2": [
+        "trainer=sync",
+        "trainer.pipeline_stages=2",
+    ],  # stage-pipelined sync (RLinf / verl VLA env loop)
+    "sync_k4": ["trainer=sync", "trainer.pipeline_stages=4"],
     "async_vla": ["trainer=async_vla"],
 }
 
@@ -63,20 +68,26 @@ def main() -> None:
                 k: round(v, 1) for k, v in tl["bound"].items()
             }
             row[f"{trainer}_lag"] = tl.get("lag", {})
-            if workload == "longtail":
-                shutil.copy(run_dir / "timeline.png", ROOT / "docs" / f"timeline_{trainer}.png")
+            if workload == "longtail" and trainer in ("sync_k1", "async_vla"):
+                name = "sync" if trainer == "sync_k1" else "async"
+                shutil.copy(run_dir / "timeline.png", ROOT / "docs" / f"timeline_{name}.png")
             print(f"  {workload:9s} {trainer:10s} {row[f'{trainer}_env_steps_per_s']:8.1f} env steps/s  "
                   f"bound {row[f'{trainer}_ideal_bound_env_steps_per_s']:8.1f}  busy {row[f'{trainer}_busy']}", flush=True)  # fmt: skip
-        row["sync_lockstep_env_steps_per_s"] = row[
-            "sync_env_steps_per_s"
-        ]  # k = 1; pipelined sync: not yet built
+        best_k = max((2, 4), key=lambda k: row[f"sync_k{k}_env_steps_per_s"])
+        row["sync_best_k"] = best_k
+        row["sync_env_steps_per_s"] = row[
+            f"sync_k{best_k}_env_steps_per_s"
+        ]  # headline baseline: the best sync
+        row["sync_lockstep_env_steps_per_s"] = row["sync_k1_env_steps_per_s"]
         row["async_env_steps_per_s"] = row["async_vla_env_steps_per_s"]
         row["ideal_bound_env_steps_per_s"] = row["async_vla_ideal_bound_env_steps_per_s"]
         row["async_over_sync"] = round(row["async_env_steps_per_s"] / row["sync_env_steps_per_s"], 3)
-        row["async_over_bound"] = round(row["async_env_steps_per_s"] / row["ideal_bound_env_steps_per_s"], 3)
-        print(
-            f"  {workload}: async/sync = {row['async_over_sync']:.2f}x, async/bound = {row['async_over_bound']:.0%}"
+        row["async_over_lockstep"] = round(
+            row["async_env_steps_per_s"] / row["sync_lockstep_env_steps_per_s"], 3
         )
+        row["async_over_bound"] = round(row["async_env_steps_per_s"] / row["ideal_bound_env_steps_per_s"], 3)
+        print(f"  {workload}: async/best-sync(k={best_k}) = {row['async_over_sync']:.2f}x, "
+              f"async/lockstep = {row['async_over_lockstep']:.2f}x, async/bound = {row['async_over_bound']:.0%}")  # fmt: skip
         rows.append(row)
     write_result("throughput", {"workloads": rows})
     import report

@@ -1,5 +1,6 @@
 """A short real run: Ray worker groups, MuJoCo envs, SFT start, PPO updates, weight publishing."""
 
+import dataclasses
 import json
 
 import pytest
@@ -11,7 +12,11 @@ from verl_async_vla.models.checkpoint import load_checkpoint
 pytestmark = pytest.mark.slow
 
 
-def test_sync_run_consumes_every_sample_once_and_changes_the_weights(ray_session, small_cfg):
+@pytest.mark.parametrize("stages", [1, 2])
+def test_sync_run_consumes_every_sample_once_and_changes_the_weights(ray_session, small_cfg, stages):
+    small_cfg = dataclasses.replace(
+        small_cfg, trainer=dataclasses.replace(small_cfg.trainer, pipeline_stages=stages)
+    )
     controller = build_controller(small_cfg)
     try:
         summary = controller.train()

@@ -71,6 +71,7 @@ class TrainerConfig:
     name: str = "sync"  # set by the `trainer=` config group
     total_env_steps: int = 250_000
     rollout_workers: int = 1
+    pipeline_stages: int = 1  # sync only: k env groups whose env steps and inference overlap (RLinf-style)
     actor_workers: int = 1
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
     eval_every: int = 10  # iterations; 0 disables
@@ -144,6 +145,8 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
     if a.train_batch_episodes < 1 or a.is_cap <= 0:
         raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
+    if run.trainer.pipeline_stages < 1:
+        raise ValueError("trainer.pipeline_stages must be >= 1 (1 = plain lockstep).")
     if run.trainer.actor_workers != 1:
         raise ValueError(
             "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import ray
+import torch
 from verl import DataProto
 from verl.single_controller.ray import RayWorkerGroup
 
@@ -26,7 +27,7 @@ from verl_async_vla.models.sft import ensure_sft_checkpoint
 from verl_async_vla.telemetry.run_log import RunLog
 from verl_async_vla.telemetry.timeline import busy_fractions, ideal_bound, write_chrome_trace, write_gantt
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
-from verl_async_vla.workers.env_worker import actions_for_all_envs
+from verl_async_vla.workers.codec import split_env_key
 from verl_async_vla.workers.placement import init_ray, release, spawn_group
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,11 @@ class Controller(ABC):
         deterministic: bool = False,
         seeds: np.ndarray | None = None,
         env_wg: RayWorkerGroup | None = None,
+        stages: int = 1,
     ) -> list[Episode]:
-        """Every env of `env_wg` plays one episode; envs that finish early wait (the synchronous barrier)."""
+        """Every env of `env_wg` plays one episode; envs that finish early wait for the rest (the synchronous
+        barrier). With `stages` = k > 1 the envs form k groups, each in lockstep on its own, so one group's
+        inference overlaps another group's env step (the stage pipelining of RLinf / verl's VLA env loop)."""
         env_wg = env_wg or self.env_wg
         if seeds is None:
             obs = DataProto.concat(env_wg.reset())
@@ -110,25 +114,60 @@ class Controller(ABC):
         assembler.begin(keys, list(obs.non_tensor_batch["instruction"]))
         active = np.ones(len(keys), dtype=bool)
         finished: list[Episode] = []
-        while active.any():
-            rows = np.flatnonzero(active)
-            request = obs.select_idxs(rows)
-            answer = self.generate(request, deterministic)
-            outcome = env_wg.step(actions_for_all_envs(keys, active, answer.batch["actions"], rows))
-            finished += assembler.record(request, answer, outcome)
-            row_of = {k: i for i, k in enumerate(keys.tolist())}
-            moved = np.array([row_of[k] for k in outcome.non_tensor_batch["env_key"].tolist()])
-            obs.batch["image"][moved] = outcome.batch["image"]
-            obs.batch["state"][moved] = outcome.batch["state"]
-            active[moved[outcome.batch["done"].numpy()]] = False
-        return finished
+        groups = [g for g in np.array_split(np.arange(len(keys)), max(1, stages)) if len(g)]
+        phase: dict[
+            int, tuple[list[ray.ObjectRef], tuple]
+        ] = {}  # group -> (refs of its current call, context)
 
-    def generate(self, request: DataProto, deterministic: bool = False) -> DataProto:
-        """Batched inference over the rollout group. verl's auto-padding pads its argument in place, so the
-        group gets a copy and `request` keeps exactly its rows."""
-        copy = request.select_idxs(np.arange(len(request)))
-        copy.meta_info.update({"deterministic": deterministic, "_verl_auto_padding": True})
-        return self.rollout_wg.generate(copy)
+        def infer(g: int) -> None:
+            rows = groups[g][active[groups[g]]]
+            if not len(rows):
+                return
+            request = obs.select_idxs(rows)
+            request.meta_info["deterministic"] = deterministic
+            parts = [p for p in np.array_split(np.arange(len(rows)), len(self.rollout_wg.workers)) if len(p)]
+            refs = [
+                w.generate.remote(request.select_idxs(p))
+                for w, p in zip(self.rollout_wg.workers, parts, strict=False)
+            ]
+            phase[g] = (refs, ("infer", request))
+
+        def step(g: int, request: DataProto, answer: DataProto) -> None:
+            ranks, _ = split_env_key(answer.non_tensor_batch["env_key"])
+            data = DataProto.from_dict(
+                tensors={
+                    "actions": answer.batch["actions"],
+                    "active": torch.ones(len(answer), dtype=torch.bool),
+                },
+                non_tensors={"env_key": answer.non_tensor_batch["env_key"]},
+            )
+            phase[g] = (
+                [env_wg.workers[r].step.remote(data) for r in np.unique(ranks)],
+                ("step", request, answer),
+            )
+
+        for g in range(len(groups)):
+            infer(g)
+        row_of = {k: i for i, k in enumerate(keys.tolist())}
+        while phase:
+            ready, _ = ray.wait([r for refs, _ in phase.values() for r in refs], num_returns=1)
+            g = next(g for g, (refs, _) in phase.items() if ready[0] in refs)
+            refs, ctx = phase[g]
+            if ray.wait(refs, num_returns=len(refs), timeout=0)[1]:
+                continue  # the group's call is not complete yet
+            del phase[g]
+            result = DataProto.concat(ray.get(refs))
+            if ctx[0] == "infer":
+                step(g, ctx[1], result)
+                continue
+            _, request, answer = ctx
+            finished += assembler.record(request, answer, result)
+            moved = np.array([row_of[k] for k in result.non_tensor_batch["env_key"].tolist()])
+            obs.batch["image"][moved] = result.batch["image"]
+            obs.batch["state"][moved] = result.batch["state"]
+            active[moved[result.batch["done"].numpy()]] = False
+            infer(g)
+        return finished
 
     def evaluate(self) -> float:
         """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable)."""
