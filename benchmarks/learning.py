@@ -10,6 +10,7 @@ docs/learning_sync_vs_async.png, then regenerates docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -75,12 +76,18 @@ def main() -> None:
     for seed in args.seeds:
         for variant in args.variants:
             run_dir = out / f"{variant}_seed{seed}"
+            if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
+                print(f"  reusing finished run {run_dir}", flush=True)
             overrides, budget = VARIANTS[variant]
             budget = args.total_env_steps or budget
-            summary = run_main(
-                [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
-                run_dir,
-                out / f"{variant}_seed{seed}.log",
+            summary = (
+                json.loads((run_dir / "summary.json").read_text())
+                if (run_dir / "summary.json").is_file()
+                else run_main(
+                    [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
+                    run_dir,
+                    out / f"{variant}_seed{seed}.log",
+                )
             )
             evals = curve(run_dir, "eval/success")
             walls = dict(curve(run_dir, "train_wall_s"))

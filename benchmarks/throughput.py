@@ -24,8 +24,8 @@ WORKLOADS = {
     "uniform": ["env.latency=uniform"],
     "longtail": ["env.latency=longtail"],
 }
-# 16 envs (2 shards x 8), as in the reference profile; eval only at start and end (excluded from timing anyway).
-COMMON = ["env.num_workers=2", "env.num_envs_per_worker=8", "trainer.eval_every=0", "trainer.eval_episodes=16",
+# 16 envs (4 shards x 4), as in the reference profile; eval only at start and end (excluded from timing anyway).
+COMMON = ["env.num_workers=4", "env.num_envs_per_worker=4", "trainer.eval_every=0", "trainer.eval_episodes=16",
           "trainer.timeline=true", "algo.train_batch_episodes=32"]  # fmt: skip
 TRAINERS = {
     "sync_k1": ["trainer=sync", "trainer.pipeline_stages=1"],  # plain lockstep

@@ -14,11 +14,13 @@ from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_pol
 
 from verl_async_vla.config.schema import AlgoConfig
 
-# none: PPO against the behaviour policy (no correction; what naive async does)
+# none: PPO against the proximal policy, mu ignored (what a trainer that recomputes old log-probs does with stale
+#       data, e.g. verl's default actor flow): no correction
+# behaviour_ppo: PPO clipped against mu itself (the clip acts as an implicit, conservative correction)
 # tis: PPO against the proximal policy, times truncated IS weights min(pi_prox/mu, C)
 # decoupled_ppo: Hilton et al. 2021 (same inputs, its own registered loss)
 # vtrace: V-trace advantages and targets (Espeholt et al. 2018) + PPO against the proximal policy
-OFF_POLICY_MODES = ("none", "tis", "decoupled_ppo", "vtrace")
+OFF_POLICY_MODES = ("none", "behaviour_ppo", "tis", "decoupled_ppo", "vtrace")
 
 
 @dataclass
@@ -33,6 +35,8 @@ def correction_inputs(
 ) -> CorrectionInputs:
     log_rho = (proximal_log_prob - behaviour_log_prob) * mask
     if cfg.off_policy == "none":
+        return CorrectionInputs(proximal_log_prob, None, log_rho)
+    if cfg.off_policy == "behaviour_ppo":
         return CorrectionInputs(behaviour_log_prob, None, log_rho)
     if cfg.off_policy in ("tis", "decoupled_ppo"):
         return CorrectionInputs(

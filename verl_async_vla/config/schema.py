@@ -62,7 +62,7 @@ class AlgoConfig:
     minibatch_size: int = 128
     max_grad_norm: float = 0.5
     train_batch_episodes: int = 64  # episodes per optimizer round (one policy version)
-    off_policy: str = "tis"  # none | tis | decoupled_ppo | vtrace  (algos/off_policy.py)
+    off_policy: str = "tis"  # none | behaviour_ppo | tis | decoupled_ppo | vtrace  (algos/off_policy.py)
     is_cap: float = 2.0  # C in min(pi_prox/mu, C); rho-bar = c-bar for V-trace
 
 
@@ -137,10 +137,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
         )
     a = run.algo
-    if a.off_policy not in ("none", "tis", "decoupled_ppo", "vtrace"):
-        raise ValueError(
-            f"algo.off_policy={a.off_policy!r} is unknown; use none, tis, decoupled_ppo or vtrace."
-        )
+    from verl_async_vla.algos.off_policy import OFF_POLICY_MODES
+
+    if a.off_policy not in OFF_POLICY_MODES:
+        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use one of {OFF_POLICY_MODES}.")
     if a.off_policy == "decoupled_ppo":
         a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
     if a.train_batch_episodes < 1 or a.is_cap <= 0:
