@@ -86,7 +86,7 @@ def throughput(lines: list[str]) -> None:
     ]
     for w in res["workloads"]:
         lines.append(
-            f"| {w['name']} | {w['sync_lockstep_env_steps_per_s']:.0f} | {w['sync_env_steps_per_s']:.0f} "
+            f"| {w['name']}{' (`' + w['command'] + '`, ' + w['date'][:16] + ')' if 'command' in w else ''} | {w['sync_lockstep_env_steps_per_s']:.0f} | {w['sync_env_steps_per_s']:.0f} "
             f"(k={w['sync_best_k']}) | {w['async_env_steps_per_s']:.0f} | {w['ideal_bound_env_steps_per_s']:.0f} | "
             f"{w['async_over_sync']:.2f}x | {w['async_over_lockstep']:.2f}x | {w['async_over_bound']:.0%} |"
         )

@@ -113,3 +113,22 @@ def test_decoupled_ppo_weights_the_proximal_surrogate():
     torch.testing.assert_close(loss, torch.tensor(-1.475))
     with pytest.raises(ValueError, match="rollout_is_weights"):
         compute_policy_loss_decoupled_ppo(prox, new, adv, torch.ones(1, 2), "token-mean", Cfg(), None)
+
+
+@pytest.mark.parametrize(
+    "mode, old_is, has_weights",
+    [("none", "prox", False), ("behaviour_ppo", "mu", False), ("tis", "prox", True), ("decoupled_ppo", "prox", True),
+     ("vtrace", "prox", False)],
+)  # fmt: skip
+def test_correction_modes_pick_the_reference_policy_and_weights(mode, old_is, has_weights):
+    from verl_async_vla.algos.off_policy import correction_inputs
+
+    mu = torch.log(torch.tensor([[0.5, 0.25]]))
+    prox = torch.log(torch.tensor([[0.25, 1.0]]))
+    inputs = correction_inputs(AlgoConfig(off_policy=mode, is_cap=2.0), mu, prox, torch.ones(1, 2))
+    torch.testing.assert_close(inputs.old_log_prob, prox if old_is == "prox" else mu)
+    torch.testing.assert_close(inputs.log_rho, prox - mu)
+    if has_weights:
+        torch.testing.assert_close(inputs.is_weights, torch.tensor([[0.5, 2.0]]))  # 4.0 truncated to C = 2
+    else:
+        assert inputs.is_weights is None
