@@ -23,13 +23,29 @@ from verl_async_vla.models.checkpoint import load_checkpoint
 ActFn = Callable[[EnvShard, np.ndarray, ShardObs], np.ndarray]
 
 
-def play(shard: EnvShard, act: ActFn, episodes: int, seed_base: int = HELD_OUT_SEED_BASE) -> list[bool]:
-    """Run `episodes` episodes (in waves of the shard's size) with pinned seeds; returns per-episode success."""
+def play(
+    shard: EnvShard,
+    act: ActFn,
+    episodes: int,
+    seed_base: int = HELD_OUT_SEED_BASE,
+    shuffle_instructions: bool = False,
+) -> list[bool]:
+    """Run `episodes` episodes (in waves of the shard's size) with pinned seeds; returns per-episode success.
+    With `shuffle_instructions` each env is given, for its whole episode, another env's instruction."""
     success: list[bool] = []
+    rng = np.random.default_rng(0)
     for wave in range(-(-episodes // shard.num_envs)):
         ids = np.arange(min(shard.num_envs, episodes - wave * shard.num_envs))
         obs = shard.reset(ids, seeds=seed_base + wave * shard.num_envs + ids)
+        told = dict(
+            zip(
+                ids.tolist(),
+                rng.permutation(obs.instruction) if shuffle_instructions else obs.instruction,
+                strict=True,
+            )
+        )
         while len(ids):
+            obs.instruction = [told[i] for i in ids.tolist()]
             res = shard.step(ids, act(shard, ids, obs))
             done = res.terminated | res.truncated
             success += res.success[done].tolist()
@@ -40,13 +56,10 @@ def play(shard: EnvShard, act: ActFn, episodes: int, seed_base: int = HELD_OUT_S
     return success
 
 
-def greedy(policy: VLAPolicy, shuffle_instructions: bool = False) -> ActFn:
-    rng = np.random.default_rng(0)
-
+def greedy(policy: VLAPolicy) -> ActFn:
     def act(_: EnvShard, ids: np.ndarray, obs: ShardObs) -> np.ndarray:
-        texts = list(rng.permutation(obs.instruction)) if shuffle_instructions else obs.instruction
         with torch.no_grad():
-            o = PolicyObs(torch.from_numpy(obs.image), torch.from_numpy(obs.state), texts)
+            o = PolicyObs(torch.from_numpy(obs.image), torch.from_numpy(obs.state), list(obs.instruction))
             return policy.act(o, deterministic=True).actions.numpy()
 
     return act
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     policy.load_weights(ckpt["weights"])
     env_cfg = EnvConfig(args.env, 1, args.num_envs, model_cfg.image_size, args.max_episode_steps)
     shard = make_env_shard(env_cfg, seed=0)
-    success = play(shard, greedy(policy, args.shuffle_instructions), args.episodes)
+    success = play(shard, greedy(policy), args.episodes, shuffle_instructions=args.shuffle_instructions)
     shard.close()
     result = {
         "checkpoint": args.checkpoint,
