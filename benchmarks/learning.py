@@ -24,6 +24,7 @@ VARIANTS = {
     "async_vla": (["trainer=async_vla"], None),
     "async_stale8_tis": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=tis"], 120_000),
     "async_stale8_none": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=none"], 120_000),
+    "async_stale8_vtrace": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=vtrace"], 120_000),
 }
 
 
@@ -35,7 +36,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     colours = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale8_tis": "tab:green",
-               "async_stale8_none": "tab:red"}  # fmt: skip
+               "async_stale8_none": "tab:red", "async_stale8_vtrace": "tab:purple"}  # fmt: skip
     for variant in dict.fromkeys(r["variant"] for r in runs):
         group = [r for r in runs if r["variant"] == variant]
         for i, r in enumerate(group):
