@@ -24,7 +24,10 @@ VARIANTS = {
     "async_vla": (["trainer=async_vla"], None),
     "async_stale8_tis": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=tis"], 120_000),
     "async_stale8_none": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=none"], 120_000),
-    "async_stale8_vtrace": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=vtrace"], 120_000),
+    "async_stale8_vtrace": (
+        ["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=vtrace"],
+        120_000,
+    ),
 }
 
 
