@@ -30,6 +30,7 @@ from verl_async_vla.workers.codec import split_env_key
 
 class AsyncVLAController(Controller):
     name = "async_vla"
+    streaming = False  # True inside fit(): weights are then published without blocking
 
     def fit(self) -> None:
         t, algo = self.cfg.trainer, self.cfg.algo
@@ -47,6 +48,7 @@ class AsyncVLAController(Controller):
         self.iteration_t0 = time.monotonic()
         self.episodes_since_update: list[Episode] = []
         self.stats = defaultdict(float)
+        self.streaming = True
         for rank, worker in enumerate(self.env_wg.workers):
             self.futures[worker.reset.remote()] = ("reset", rank, None)
 
@@ -69,6 +71,7 @@ class AsyncVLAController(Controller):
             for ref in done:
                 self._handle(ref, producing)
         self.stats["abandoned_open_episodes"] = len(self.assembler.open)  # never finished: not produced
+        self.streaming = False
 
     # ---- reactions --------------------------------------------------------------------------------------
     def _handle(self, ref: ray.ObjectRef, producing: bool) -> None:
@@ -191,7 +194,7 @@ class AsyncVLAController(Controller):
     def publish_weights(self) -> int:
         """Non-blocking: rollout workers apply the new version between batches (Ray runs an actor's calls in
         order), so no env ever waits on a broadcast."""
-        if not hasattr(self, "futures"):  # before fit(): the blocking version-0 publication
+        if not self.streaming:  # set-up and evaluation: the blocking publication
             return super().publish_weights()
         ref = self.actor_wg.workers[0].get_weights.remote()
         for worker in self.rollout_wg.workers:

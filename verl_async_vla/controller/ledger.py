@@ -44,7 +44,9 @@ class TrajectoryLedger:
         return set(self.produced) - self.trained - self.dropped_stale
 
     def summary(self) -> dict[str, int]:
-        s = lambda ids: sum(self.produced[i] for i in ids)  # noqa: E731
+        def s(ids: Iterable[int]) -> int:
+            return sum(self.produced[i] for i in ids)
+
         return {
             "episodes_produced": len(self.produced),
             "episodes_trained": len(self.trained),
