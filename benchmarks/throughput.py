@@ -2,12 +2,15 @@
 
     python benchmarks/throughput.py                          # workloads uniform + longtail
     python benchmarks/throughput.py --workloads longtail --env-steps 6000
+    python benchmarks/throughput.py --workloads libero_spatial --env-steps 3000   # real LIBERO (libero extra)
 
 Both trainers do the same work: the same envs, the same env-step budget, one PPO update per 64 episodes. The
 `longtail` workload is the reference profile (16 envs; per-step latency lognormal, median 10 ms, sigma 1.0; every
 reset 0.5 s). Prints and writes per trainer: env steps/s, samples trained/s, per-stage busy fraction, policy lag,
 the ideal pipeline bound (slowest stage's capacity, from the spans) and the ratios async/sync and async/bound.
 Writes docs/results/throughput.json, docs/timeline_{sync,async}.png, then regenerates docs/benchmarks.md.
+LIBERO workloads (the real simulator, tiny VLA from scratch, no injected latency) go to
+docs/results/libero_throughput.json and docs/timeline_libero_{sync,async}.png instead.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ WORKLOADS = {
     "uniform": ["env.latency=uniform", "env.num_workers=4", "env.num_envs_per_worker=4"],
     "longtail": ["env.latency=longtail", "env.num_workers=4", "env.num_envs_per_worker=4"],
     "longtail_16x1": ["env.latency=longtail", "env.num_workers=16", "env.num_envs_per_worker=1"],
+    # Real LIBERO: 4 shards x 2 envs (~1.3 GB each), agent-view camera, suite's own episode length (220).
+    "libero_spatial": [
+        "env=libero_spatial",
+        "model=tiny_vla_libero",
+        "env.num_workers=4",
+        "env.num_envs_per_worker=2",
+        "trainer.eval_episodes=0",
+        "algo.train_batch_episodes=4",
+        "algo.minibatch_size=64",
+    ],  # fmt: skip
 }
 # Eval only at start and end (excluded from timing anyway).
 COMMON = ["trainer.eval_every=0", "trainer.eval_episodes=16",
@@ -41,6 +54,18 @@ TRAINERS = {
     "sync_k4": ["trainer=sync", "trainer.pipeline_stages=4"],
     "async_vla": ["trainer=async_vla"],
 }
+
+
+def merge_and_write(result: str, rows: list[dict]) -> None:
+    """Workloads not rerun keep their last figures, each row with the command and date that produced it."""
+    previous = RESULTS / f"{result}.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        done = {r["name"] for r in rows}
+        kept = [{"command": old["command"], "date": old["date"], **r} for r in old["workloads"]
+                if r["name"] not in done]  # fmt: skip
+        rows = kept + rows
+    write_result(result, {"workloads": rows})
 
 
 def main() -> None:
@@ -58,7 +83,7 @@ def main() -> None:
         for trainer, overrides in TRAINERS.items():
             run_dir = out / f"{workload}_{trainer}"
             s = run_main(
-                [*overrides, *WORKLOADS[workload], *COMMON, f"seed={args.seed}",
+                [*overrides, *COMMON, *WORKLOADS[workload], f"seed={args.seed}",
                  f"trainer.total_env_steps={args.env_steps}"],
                 run_dir, out / f"{workload}_{trainer}.log",
             )  # fmt: skip
@@ -73,8 +98,8 @@ def main() -> None:
                 k: round(v, 1) for k, v in tl["bound"].items()
             }
             row[f"{trainer}_lag"] = tl.get("lag", {})
-            if workload == "longtail" and trainer in ("sync_k1", "async_vla"):
-                name = "sync" if trainer == "sync_k1" else "async"
+            if workload in ("longtail", "libero_spatial") and trainer in ("sync_k1", "async_vla"):
+                name = ("libero_" if workload.startswith("libero") else "") + trainer.split("_")[0]
                 shutil.copy(run_dir / "timeline.png", ROOT / "docs" / f"timeline_{name}.png")
             print(f"  {workload:9s} {trainer:10s} {row[f'{trainer}_env_steps_per_s']:8.1f} env steps/s  "
                   f"bound {row[f'{trainer}_ideal_bound_env_steps_per_s']:8.1f}  busy {row[f'{trainer}_busy']}", flush=True)  # fmt: skip
@@ -94,23 +119,15 @@ def main() -> None:
         print(f"  {workload}: async/best-sync(k={best_k}) = {row['async_over_sync']:.2f}x, "
               f"async/lockstep = {row['async_over_lockstep']:.2f}x, async/bound = {row['async_over_bound']:.0%}")  # fmt: skip
         rows.append(row)
-    # Workloads not rerun keep their last figures, each row with the command and date that produced it.
     for r in rows:
         r["command"], r["date"] = (
             " ".join(["python", *sys.argv]),
             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
-    previous = RESULTS / "throughput.json"
-    if previous.is_file():
-        old = json.loads(previous.read_text())
-        done = {r["name"] for r in rows}
-        kept = [
-            {"command": old["command"], "date": old["date"], **r}
-            for r in old["workloads"]
-            if r["name"] not in done
-        ]
-        rows = kept + rows
-    write_result("throughput", {"workloads": rows})
+    for result in ("throughput", "libero_throughput"):
+        mine = [r for r in rows if r["name"].startswith("libero") == (result == "libero_throughput")]
+        if mine:
+            merge_and_write(result, mine)
     import report
 
     report.main()

@@ -1,7 +1,12 @@
-"""Evaluate a checkpoint on held-out layouts, in-process (no Ray):
+"""Rollout-only evaluation of a checkpoint on held-out starts, in-process (no Ray):
 
 verl-async-vla-eval outputs/<run>/checkpoints/final.pt --episodes 200
-python -m verl_async_vla.eval <ckpt> --shuffle-instructions   # instruction ablation: should fall to chance
+verl-async-vla-eval <ckpt> --shuffle-instructions     # instruction ablation: should fall to chance
+verl-async-vla-eval <ckpt> --env libero --set libero.suite=libero_spatial max_episode_steps=220 \
+    --episodes 20 --strip strip.png                  # LIBERO held-out init states, image strip of one episode
+
+The env config comes from the checkpoint's run directory (config.yaml) when there is one, else the defaults;
+`--env` and `--set key=value ...` (keys of `env.`) override it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +35,11 @@ def play(
     episodes: int,
     seed_base: int = HELD_OUT_SEED_BASE,
     shuffle_instructions: bool = False,
+    frames: list[np.ndarray] | None = None,
 ) -> list[bool]:
     """Run `episodes` episodes (in waves of the shard's size) with pinned seeds; returns per-episode success.
-    With `shuffle_instructions` each env is given, for its whole episode, another env's instruction."""
+    With `shuffle_instructions` each env is given, for its whole episode, another env's instruction. `frames`
+    collects the observed images of the first episode (env 0 of the first wave)."""
     success: list[bool] = []
     rng = np.random.default_rng(0)
     for wave in range(-(-episodes // shard.num_envs)):
@@ -45,6 +53,8 @@ def play(
             )
         )
         while len(ids):
+            if frames is not None and wave == 0 and len(ids) and ids[0] == 0:
+                frames.append(obs.image[0].copy())
             obs.instruction = [told[i] for i in ids.tolist()]
             res = shard.step(ids, act(shard, ids, obs))
             done = res.terminated | res.truncated
@@ -65,13 +75,53 @@ def greedy(policy: VLAPolicy) -> ActFn:
     return act
 
 
+def env_config_for(checkpoint: str, env: str | None, overrides: list[str]) -> EnvConfig:
+    """The training run's env config (when the checkpoint sits in a run directory) with CLI overrides on top."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.structured(EnvConfig)
+    run_cfg = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    if run_cfg.is_file():
+        base = OmegaConf.merge(base, OmegaConf.load(run_cfg).get("env", {}))
+    if env:
+        base = OmegaConf.merge(base, {"name": env})
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
+    except Exception as err:  # omegaconf raises several types for bad keys/values
+        raise ValueError(f"--set {overrides}: {str(err).splitlines()[0]}") from None
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+def write_strip(frames: list[np.ndarray], path: str, title: str, n: int = 8) -> str:
+    """Up to `n` evenly spaced frames of one episode side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int))
+    fig, axes = plt.subplots(
+        1, len(picks), figsize=(1.9 * len(picks) * frames[0].shape[1] / frames[0].shape[0], 2.3)
+    )
+    for ax, i in zip(np.atleast_1d(axes), picks, strict=True):
+        ax.imshow(frames[i])
+        ax.set_title(f"decision {i}", fontsize=7)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
     ap.add_argument("--episodes", type=int, default=200)
-    ap.add_argument("--env", default="embedded_reach")
-    ap.add_argument("--num-envs", type=int, default=25)
-    ap.add_argument("--max-episode-steps", type=int, default=40)
+    ap.add_argument("--env", default=None, help="env name (default: the run's, else embedded_reach)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="env config overrides")
+    ap.add_argument("--num-envs", type=int, default=25, help="envs stepped as one batch")
+    ap.add_argument("--strip", default=None, help="write an image strip of the first episode to this PNG")
     ap.add_argument(
         "--shuffle-instructions", action="store_true", help="give each env another env's instruction"
     )
@@ -81,17 +131,27 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig(**ckpt["model_cfg"])
     policy = build_policy(model_cfg)
     policy.load_weights(ckpt["weights"])
-    env_cfg = EnvConfig(args.env, 1, args.num_envs, model_cfg.image_size, args.max_episode_steps)
+    env_cfg = env_config_for(args.checkpoint, args.env, args.set)
+    env_cfg.num_envs_per_worker, env_cfg.latency = min(args.num_envs, args.episodes), "none"
     shard = make_env_shard(env_cfg, seed=0)
-    success = play(shard, greedy(policy), args.episodes, shuffle_instructions=args.shuffle_instructions)
-    shard.close()
+    frames: list[np.ndarray] = []
+    try:
+        success = play(shard, greedy(policy), args.episodes, shuffle_instructions=args.shuffle_instructions,
+                       frames=frames)  # fmt: skip
+        instruction = shard.reset(np.array([0]), np.array([HELD_OUT_SEED_BASE])).instruction[0]
+    finally:
+        shard.close()
     result = {
         "checkpoint": args.checkpoint,
+        "env": env_cfg.name,
         "episodes": len(success),
         "success_rate": float(np.mean(success)),
         "shuffled_instructions": args.shuffle_instructions,
         "policy_version": ckpt["meta"].get("policy_version"),
     }
+    if args.strip:
+        outcome = "success" if success[0] else "failure"
+        result["strip"] = write_strip(frames, args.strip, f"{env_cfg.name}: '{instruction}' ({outcome})")
     print(json.dumps(result, indent=2))
     return result
 

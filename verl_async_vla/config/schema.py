@@ -11,13 +11,41 @@ from omegaconf.errors import OmegaConfBaseException
 
 
 @dataclass
+class LiberoConfig:
+    """LIBERO backend (envs/libero/, `pip install verl-async-vla[libero]`)."""
+
+    suite: str = "libero_spatial"  # libero_spatial | libero_object | libero_goal | libero_10 | libero_90
+    task_ids: list[int] | None = None  # None = every task of the suite, spread round-robin over all envs
+    cameras: list[str] = field(default_factory=lambda: ["agentview"])  # and/or "wrist"; tiled left to right
+    eval_init_states: int = 10  # the last N official init states per task are held out for evaluation only
+    settle_steps: int = (
+        10  # no-op steps after an init state is applied (objects settle), as in OpenVLA's eval
+    )
+    fast_render: bool = (
+        True  # no multisampling/shadows/reflections: ~2x faster on CPU, images differ from stock
+    )
+    hard_reset: bool = False  # True rebuilds the MuJoCo model every reset (~3 s instead of ~0.3 s)
+
+
+@dataclass
+class GymnasiumConfig:
+    """Any continuous-action gymnasium env with rgb_array rendering (envs/gymnasium/)."""
+
+    env_id: str = "Reacher-v5"
+    instruction: str = "reach the target"  # the task's language instruction (gymnasium envs have none)
+    make_kwargs: dict[str, Any] = field(default_factory=dict)  # extra kwargs for gymnasium.make
+
+
+@dataclass
 class EnvConfig:
-    name: str = "embedded_reach"
+    name: str = "embedded_reach"  # embedded_reach | libero | gymnasium
     num_workers: int = 2  # EnvWorker ranks (shards)
     num_envs_per_worker: int = 32
     image_size: int = 64
     max_episode_steps: int = 40  # control steps
     latency: str = "none"  # none | uniform | longtail: injected simulator timing (envs/wrappers.py)
+    libero: LiberoConfig = field(default_factory=LiberoConfig)
+    gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
 
 
 @dataclass
@@ -33,7 +61,10 @@ class ModelConfig:
     text_dim: int = 32
     n_bins: int = 256
     init_log_std: float = -0.5
-    checkpoint: str | None = None  # start weights; None = the cached SFT checkpoint (built if missing)
+    checkpoint: str | None = None  # start weights; None = `init`
+    init: str = (
+        "sft"  # without a checkpoint: "sft" (cached scripted-expert BC start) | "scratch" (random weights)
+    )
 
 
 @dataclass
@@ -69,10 +100,13 @@ class AlgoConfig:
 @dataclass
 class TrainerConfig:
     name: str = "sync"  # set by the `trainer=` config group
-    total_env_steps: int = 250_000
+    total_env_steps: int = 350_000
     rollout_workers: int = 1
     pipeline_stages: int = 1  # sync only: k env groups whose env steps and inference overlap (RLinf-style)
     actor_workers: int = 1
+    placement: str = (
+        "disaggregated"  # disaggregated: a pool per role | colocated: rollout + actor share processes
+    )
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
     eval_every: int = 10  # iterations; 0 disables
     eval_episodes: int = 64
@@ -97,6 +131,11 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     run_dir: str = "outputs/run"
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass (nested ones included) from `dataclasses.asdict` output, e.g. inside a worker."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
@@ -126,6 +165,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(
             f"model.name={m.name!r} is unknown; available: ['tiny_vla'] (pick with model=<name>)."
         )
+    if m.init not in ("sft", "scratch"):
+        raise ValueError(
+            f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."
+        )
     if m.action_head not in ("gaussian", "discrete"):
         raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
     if m.image_size != e.image_size:
@@ -147,6 +190,15 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
     if run.trainer.pipeline_stages < 1:
         raise ValueError("trainer.pipeline_stages must be >= 1 (1 = plain lockstep).")
+    if run.trainer.placement not in ("disaggregated", "colocated"):
+        raise ValueError(
+            f"trainer.placement={run.trainer.placement!r} is unknown; use disaggregated or colocated."
+        )
+    if run.trainer.placement == "colocated" and run.trainer.rollout_workers != run.trainer.actor_workers:
+        raise ValueError(
+            "trainer.placement=colocated fuses one rollout and one actor per process: set trainer.rollout_workers"
+            f" = trainer.actor_workers (now {run.trainer.rollout_workers} and {run.trainer.actor_workers})."
+        )
     if run.trainer.actor_workers != 1:
         raise ValueError(
             "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."

@@ -49,7 +49,7 @@ class AsyncVLAController(Controller):
         self.episodes_since_update: list[Episode] = []
         self.stats = defaultdict(float)
         self.streaming = True
-        for rank, worker in enumerate(self.env_wg.workers):
+        for rank, worker in enumerate(self.env_wg.handles):
             self.futures[worker.reset.remote()] = ("reset", rank, None)
 
         producing = True
@@ -150,7 +150,7 @@ class AsyncVLAController(Controller):
             tensors={"actions": answer.batch["actions"]},
             non_tensors={"env_key": answer.non_tensor_batch["env_key"]},
         )
-        self.futures[self.env_wg.workers[shard].step_and_reset.remote(request)] = (
+        self.futures[self.env_wg.handles[shard].step_and_reset.remote(request)] = (
             "step",
             shard,
             (obs, answer),
@@ -170,7 +170,7 @@ class AsyncVLAController(Controller):
             self.stats["infer_rows"] += len(batch)
             self.stats["queue_wait_s"] += batch.meta_info.pop("queue_wait_s")
             idx = self.idle_rollouts.popleft()
-            self.futures[self.rollout_wg.workers[idx].generate.remote(batch)] = ("infer", idx, batch)
+            self.futures[self.rollout_wg.handles[idx].generate.remote(batch)] = ("infer", idx, batch)
         if not self.gate.may_produce(untrained):
             self.stats["paused_checks"] += 1
 
@@ -187,7 +187,7 @@ class AsyncVLAController(Controller):
             self.ledger.record_dropped(e.episode_id for e in stale)
         if not fresh:
             return
-        ref = self.actor_wg.workers[0].ingest.remote(episodes_to_proto(fresh, self.horizon))
+        ref = self.actor_wg.handles[0].ingest.remote(episodes_to_proto(fresh, self.horizon))
         self.futures[ref] = ("actor", 0, fresh)
         self.actor_busy = True
 
@@ -196,8 +196,8 @@ class AsyncVLAController(Controller):
         order), so no env ever waits on a broadcast."""
         if not self.streaming:  # set-up and evaluation: the blocking publication
             return super().publish_weights()
-        ref = self.actor_wg.workers[0].get_weights.remote()
-        for worker in self.rollout_wg.workers:
+        ref = self.actor_wg.handles[0].get_weights.remote()
+        for worker in self.rollout_wg.handles:
             worker.set_weights_packed.remote(ref)
         self.policy_version += 1
         return self.policy_version

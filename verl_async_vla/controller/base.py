@@ -21,14 +21,15 @@ from verl.single_controller.ray import RayWorkerGroup
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.controller.ledger import TrajectoryLedger
 from verl_async_vla.controller.trajectory import Episode, EpisodeAssembler, episodes_to_proto
+from verl_async_vla.envs import check_env_backend
 from verl_async_vla.envs.base import HELD_OUT_SEED_BASE
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
-from verl_async_vla.models.sft import ensure_sft_checkpoint
+from verl_async_vla.models.sft import start_checkpoint
 from verl_async_vla.telemetry.run_log import RunLog
 from verl_async_vla.telemetry.timeline import busy_fractions, ideal_bound, write_chrome_trace, write_gantt
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
 from verl_async_vla.workers.codec import split_env_key
-from verl_async_vla.workers.placement import init_ray, release, spawn_group
+from verl_async_vla.workers.placement import init_ray, release, spawn_colocated, spawn_group
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Controller(ABC):
     # ---- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg, t = self.cfg, self.cfg.trainer
+        check_env_backend(cfg.env)
         init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 2)
         common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
         self.env_wg = spawn_group(
@@ -64,21 +66,31 @@ class Controller(ABC):
             )
         if cfg.model.checkpoint:  # fail here, in one line, rather than inside a remote worker
             check_compatible(load_checkpoint(cfg.model.checkpoint)["model_cfg"], cfg.model)
-        init_ckpt = cfg.model.checkpoint or str(ensure_sft_checkpoint(cfg))
+        init_ckpt = str(start_checkpoint(cfg))
         self.init_checkpoint = init_ckpt
-        # Evaluation has its own shard, so it never disturbs training envs that are mid-episode (async).
-        eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=min(t.eval_episodes, 32))
-        self.eval_env_wg = spawn_group(
-            EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common
-        )
+        # Evaluation has its own shard, so it never disturbs training envs that are mid-episode (async). It is no
+        # bigger than a training shard: a LIBERO env holds ~1-2 GB.
+        self.eval_envs = min(t.eval_episodes, cfg.env.num_envs_per_worker, 32)
+        self.eval_env_wg = None
+        if self.eval_envs > 0:
+            eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=self.eval_envs, latency="none")
+            self.eval_env_wg = spawn_group(
+                EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common
+            )
         model_cfg = dataclasses.asdict(cfg.model)
-        self.rollout_wg = spawn_group(
-            RolloutWorker, t.rollout_workers, "rollout", model_cfg=model_cfg, **common
-        )
-        self.actor_wg = spawn_group(
-            ActorWorker, t.actor_workers, "actor", model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo),
-            init_checkpoint=init_ckpt, **common,
-        )  # fmt: skip
+        rollout_kwargs = dict(model_cfg=model_cfg, **common)
+        actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
+                            **common)  # fmt: skip
+        if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
+            groups = spawn_colocated(
+                {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)},
+                t.rollout_workers,
+                "policy",
+            )
+            self.rollout_wg, self.actor_wg = groups["rollout"], groups["actor"]
+        else:
+            self.rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", **rollout_kwargs)
+            self.actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", **actor_kwargs)
         self.publish_weights()
         self.run_log = RunLog(cfg.run_dir, cfg, t.total_env_steps, progress=t.progress)
 
@@ -86,7 +98,7 @@ class Controller(ABC):
         """Actor -> rollout workers, through the Ray object store (one put, every worker reads it)."""
         weights, version = self.actor_wg.get_weights()[0]
         ref = ray.put(weights)
-        ray.get([w.set_weights.remote(ref, version) for w in self.rollout_wg.workers])
+        ray.get([w.set_weights.remote(ref, version) for w in self.rollout_wg.handles])
         self.policy_version = version
         return version
 
@@ -107,7 +119,7 @@ class Controller(ABC):
         else:
             per_shard = np.array_split(seeds, len(env_wg.workers))
             obs = DataProto.concat(
-                ray.get([w.reset.remote(None, s) for w, s in zip(env_wg.workers, per_shard, strict=True)])
+                ray.get([w.reset.remote(None, s) for w, s in zip(env_wg.handles, per_shard, strict=True)])
             )
         keys = obs.non_tensor_batch["env_key"]
         assembler = EpisodeAssembler()
@@ -128,7 +140,7 @@ class Controller(ABC):
             parts = [p for p in np.array_split(np.arange(len(rows)), len(self.rollout_wg.workers)) if len(p)]
             refs = [
                 w.generate.remote(request.select_idxs(p))
-                for w, p in zip(self.rollout_wg.workers, parts, strict=False)
+                for w, p in zip(self.rollout_wg.handles, parts, strict=False)
             ]
             phase[g] = (refs, ("infer", request))
 
@@ -142,7 +154,7 @@ class Controller(ABC):
                 non_tensors={"env_key": answer.non_tensor_batch["env_key"]},
             )
             phase[g] = (
-                [env_wg.workers[r].step.remote(data) for r in np.unique(ranks)],
+                [env_wg.handles[r].step.remote(data) for r in np.unique(ranks)],
                 ("step", request, answer),
             )
 
@@ -169,10 +181,13 @@ class Controller(ABC):
             infer(g)
         return finished
 
-    def evaluate(self) -> float:
-        """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable)."""
+    def evaluate(self) -> float | None:
+        """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable);
+        None when evaluation is off (`trainer.eval_episodes=0`)."""
+        if self.eval_env_wg is None:
+            return None
         t0 = time.monotonic()
-        n_envs = min(self.cfg.trainer.eval_episodes, 32)
+        n_envs = self.eval_envs
         waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
         success = []
         for w in range(waves):
@@ -215,7 +230,7 @@ class Controller(ABC):
             "train_wall_s": time.monotonic() - self.fit_start - self.eval_seconds,
             **metrics,
         }
-        if t.eval_every and self.iteration % t.eval_every == 0:
+        if t.eval_every and self.eval_env_wg is not None and self.iteration % t.eval_every == 0:
             record["eval/success"] = self.evaluate()
         if t.checkpoint_every and self.iteration % t.checkpoint_every == 0:
             self.save(f"iter_{self.iteration:05d}.pt")

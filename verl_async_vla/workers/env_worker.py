@@ -10,7 +10,7 @@ from verl import DataProto
 from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, register
 
-from verl_async_vla.config.schema import EnvConfig
+from verl_async_vla.config.schema import EnvConfig, from_dict
 from verl_async_vla.envs import EnvSpec, make_env_shard
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
@@ -20,8 +20,8 @@ class EnvWorker(Worker):
     def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1):
         super().__init__()
         set_thread_budget(torch_threads)
-        self.cfg = EnvConfig(**env_cfg)
-        self.shard = make_env_shard(self.cfg, seed=seed * 7919 + self.rank)
+        self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
+        self.shard = make_env_shard(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
         self.spans = SpanRecorder("env", f"env/{self.rank}")
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -1,5 +1,15 @@
 """Resource pools and worker groups. verl's `ResourcePoolManager` hard-codes `use_gpu=True`, so pools are built
-here (CPU by default, GPUs when present); see patches/0001 for the upstream proposal."""
+here (CPU by default, GPUs when present); see patches/0001 for the upstream proposal.
+
+Two placements (`trainer.placement`):
+- disaggregated: every role has its own pool and processes (AcceRL / RL-VLA^3 style; stages never contend);
+- colocated: rollout and actor share one pool and one process per rank, fused by verl's own
+  `create_colocated_worker_cls` (the hybrid-engine layout of verl and RLinf's colocated mode): one device holds both
+  models and time-shares between inference and training. Env workers keep their own processes in both.
+
+Controllers call workers directly through `group.handles` (not the raw Ray handles), because a fused worker
+exposes a role's methods under a `<role>_` prefix.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,7 @@ from typing import Any
 
 import ray
 from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, RayWorkerGroup
+from verl.single_controller.ray.base import create_colocated_worker_cls
 
 # Every worker process inherits these: one BLAS/OMP thread each, since all roles share 2 cores.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
@@ -41,7 +52,36 @@ def spawn_group(
         pool, RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs), name_prefix=prefix
     )
     group.resource_pool_ref = pool  # kept for release()
+    group.handles = list(group.workers)
     return group
+
+
+class RoleHandle:
+    """A fused (colocated) Ray actor seen as one role: `handle.generate` -> the actor's `rollout_generate`."""
+
+    def __init__(self, actor: Any, role: str):
+        self._actor, self._role = actor, role
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._actor, f"{self._role}_{method}")
+
+
+def spawn_colocated(
+    roles: dict[str, tuple[type, dict[str, Any]]], world_size: int, name: str, use_gpu: bool = False
+) -> dict[str, RayWorkerGroup]:
+    """Several roles fused into one process per rank on one pool; returns a worker group per role."""
+    prefix = f"{name}_{uuid.uuid4().hex[:6]}_"
+    pool = RayResourcePool(
+        process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix
+    )
+    fused = create_colocated_worker_cls(
+        {role: RayClassWithInitArgs(ray.remote(cls), **kwargs) for role, (cls, kwargs) in roles.items()}
+    )
+    groups = RayWorkerGroup(pool, fused, name_prefix=prefix).spawn(prefix_set=set(roles))
+    for role, group in groups.items():
+        group.resource_pool_ref = pool
+        group.handles = [RoleHandle(w, role) for w in group.workers]
+    return groups
 
 
 def release(group: RayWorkerGroup) -> None:
@@ -50,5 +90,8 @@ def release(group: RayWorkerGroup) -> None:
 
     for worker in group.workers:
         ray.kill(worker, no_restart=True)
-    for pg in getattr(group, "resource_pool_ref", None).pgs or []:
+    pool = getattr(group, "resource_pool_ref", None)
+    for pg in (pool.pgs if pool is not None else None) or []:
         remove_placement_group(pg)
+    if pool is not None:
+        pool.pgs = None  # colocated roles share the pool: free it once
