@@ -38,7 +38,7 @@ class GymnasiumConfig:
 
 @dataclass
 class EnvConfig:
-    name: str = "embedded_reach"  # embedded_reach | libero | gymnasium
+    name: str = "embedded_reach"  # embedded_reach | libero | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
     num_envs_per_worker: int = 32
     image_size: int = 64
@@ -63,8 +63,11 @@ class ModelConfig:
     init_log_std: float = -0.5
     checkpoint: str | None = None  # start weights; None = `init`
     init: str = (
-        "sft"  # without a checkpoint: "sft" (cached scripted-expert BC start) | "scratch" (random weights)
+        "sft"  # without a checkpoint: sft (cached scripted-expert BC start) | scratch (random weights)
     )
+    # model.name=cost_model only (emulated-cluster mode, models/cost_model.py):
+    cost_profile: str = "tiny_vla_cpu"
+    emulated_gpus: int = 1  # data-parallel replicas one rollout / actor worker stands for
 
 
 @dataclass
@@ -161,9 +164,9 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
 
     if e.latency != "none" and e.latency not in PROFILES:
         raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
-    if m.name != "tiny_vla":
+    if m.name not in ("tiny_vla", "cost_model"):
         raise ValueError(
-            f"model.name={m.name!r} is unknown; available: ['tiny_vla'] (pick with model=<name>)."
+            f"model.name={m.name!r} is unknown; available: ['tiny_vla', 'cost_model'] (pick with model=<name>)."
         )
     if m.init not in ("sft", "scratch"):
         raise ValueError(

@@ -53,6 +53,7 @@ class AsyncVLAController(Controller):
             self.futures[worker.reset.remote()] = ("reset", rank, None)
 
         producing = True
+        loop_t0, waited = time.monotonic(), 0.0
         while True:
             if producing and self.env_steps >= t.total_env_steps:
                 producing = False  # drain: finish what is in flight, start nothing new
@@ -67,9 +68,14 @@ class AsyncVLAController(Controller):
                     break
                 time.sleep(timeout)
                 continue
+            w0 = time.monotonic()
             done, _ = ray.wait(list(self.futures), num_returns=1, timeout=timeout)
+            waited += time.monotonic() - w0
             for ref in done:
                 self._handle(ref, producing)
+        # Scheduler overhead: driver time not spent waiting on workers (includes the blocking get of results,
+        # assembling episodes, batching, dispatch), per inference request row.
+        self.stats["driver_busy_s"] = time.monotonic() - loop_t0 - waited
         self.stats["abandoned_open_episodes"] = len(self.assembler.open)  # never finished: not produced
         self.streaming = False
 
@@ -208,4 +214,13 @@ class AsyncVLAController(Controller):
             "infer_batch_mean": self.stats["infer_rows"] / b,
             "infer_queue_wait_ms": 1000.0 * self.stats["queue_wait_s"] / b,
             "trajectory_queue": float(len(self.queue)),
+        }
+
+    def scheduler_stats(self) -> dict[str, float]:
+        rows = max(self.stats["infer_rows"], 1.0)
+        return {
+            **self.pipeline_stats(),
+            "requests": self.stats["infer_rows"],
+            "driver_busy_s": self.stats["driver_busy_s"],
+            "driver_us_per_request": 1e6 * self.stats["driver_busy_s"] / rows,
         }

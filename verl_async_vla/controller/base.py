@@ -245,6 +245,10 @@ class Controller(ABC):
         assert self.run_log is not None
         return self.actor_wg.save(str(self.run_log.dir / "checkpoints" / name), trainer=self.name)[0]
 
+    def scheduler_stats(self) -> dict[str, float]:
+        """Driver-side figures of the scheduling loop (the async controller reports its overhead per request)."""
+        return {}
+
     @abstractmethod
     def fit(self) -> None:
         """The scheduling loop: the only thing the controllers differ in."""
@@ -280,6 +284,7 @@ class Controller(ABC):
             "policy_version": self.policy_version,
             "ledger": ledger,
             "timeline": timeline,
+            "scheduler": self.scheduler_stats(),
             "checkpoint": final,
             "run_dir": str(self.run_log.dir),
         }

@@ -29,12 +29,19 @@ def _gymnasium(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     return GymnasiumShard(cfg, seed, rank)
 
 
+def _emulated(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
+    from verl_async_vla.envs.emulated import EmulatedShard
+
+    return EmulatedShard(cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed)
+
+
 # Backends import lazily so that the core never imports an optional simulator. The factories take the shard's rank
 # so that backends can spread tasks over shards (LIBERO).
 ENV_REGISTRY: dict[str, Callable[[EnvConfig, int, int], EnvShard]] = {
     "embedded_reach": _embedded_reach,
     "libero": _libero,
     "gymnasium": _gymnasium,
+    "emulated": _emulated,
 }
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
 
+MODEL_NAMES = ["tiny_vla", "cost_model"]
+
 
 def build_policy(cfg: ModelConfig) -> VLAPolicy:
     if cfg.name == "tiny_vla":
         from verl_async_vla.models.tiny_vla import TinyVLA
 
         return TinyVLA(cfg)
-    raise ValueError(f"Unknown model.name={cfg.name!r}; available: ['tiny_vla'] (pick with `model=<name>`).")
+    if cfg.name == "cost_model":  # emulated-cluster mode: real maths, emulated accelerator time
+        from verl_async_vla.models.cost_model import CostModelPolicy
+
+        return CostModelPolicy(cfg)
+    raise ValueError(f"Unknown model.name={cfg.name!r}; available: {MODEL_NAMES} (pick with `model=<name>`).")
 
 
-__all__ = ["ActOutput", "EvalOutput", "PolicyObs", "VLAPolicy", "build_policy"]
+__all__ = ["MODEL_NAMES", "ActOutput", "EvalOutput", "PolicyObs", "VLAPolicy", "build_policy"]

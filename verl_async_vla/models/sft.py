@@ -26,7 +26,13 @@ log = logging.getLogger(__name__)
 
 def sft_cache_path(cfg: RunConfig) -> Path:
     key = {
-        "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "checkpoint"},
+        # what determines the weights only: where they come from and emulation knobs do not (and adding such a
+        # field must not invalidate existing caches)
+        "model": {
+            k: v
+            for k, v in dataclasses.asdict(cfg.model).items()
+            if k not in ("checkpoint", "init", "cost_profile", "emulated_gpus")
+        },
         "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
         "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps],
         "seed": cfg.seed,
