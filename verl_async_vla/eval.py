@@ -75,11 +75,14 @@ def greedy(policy: VLAPolicy) -> ActFn:
     return act
 
 
-def env_config_for(checkpoint: str, env: str | None, overrides: list[str]) -> EnvConfig:
-    """The training run's env config (when the checkpoint sits in a run directory) with CLI overrides on top."""
+def env_config_for(
+    checkpoint: str, model_cfg: ModelConfig, env: str | None, overrides: list[str]
+) -> EnvConfig:
+    """The training run's env config (when the checkpoint sits in a run directory) with CLI overrides on top;
+    without a run directory, the defaults at the model's image size."""
     from omegaconf import OmegaConf
 
-    base = OmegaConf.structured(EnvConfig)
+    base = OmegaConf.merge(OmegaConf.structured(EnvConfig), {"image_size": model_cfg.image_size})
     run_cfg = Path(checkpoint).resolve().parent.parent / "config.yaml"
     if run_cfg.is_file():
         base = OmegaConf.merge(base, OmegaConf.load(run_cfg).get("env", {}))
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_cfg = ModelConfig(**ckpt["model_cfg"])
     policy = build_policy(model_cfg)
     policy.load_weights(ckpt["weights"])
-    env_cfg = env_config_for(args.checkpoint, args.env, args.set)
+    env_cfg = env_config_for(args.checkpoint, model_cfg, args.env, args.set)
     env_cfg.num_envs_per_worker, env_cfg.latency = min(args.num_envs, args.episodes), "none"
     shard = make_env_shard(env_cfg, seed=0)
     frames: list[np.ndarray] = []
