@@ -82,7 +82,7 @@ def main() -> None:
         row: dict = {"name": workload, "env_steps_budget": args.env_steps}
         for trainer, overrides in TRAINERS.items():
             run_dir = out / f"{workload}_{trainer}"
-            s = run_main(
+            s = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else run_main(
                 [*overrides, *COMMON, *WORKLOADS[workload], f"seed={args.seed}",
                  f"trainer.total_env_steps={args.env_steps}"],
                 run_dir, out / f"{workload}_{trainer}.log",

@@ -28,6 +28,7 @@ def test_async_run_keeps_the_ledger_and_tags_versions(ray_session, small_cfg, st
         ledger["episodes_trained"] + ledger["episodes_dropped_stale"] + ledger["episodes_in_flight"]
     )
     assert ledger["episodes_trained"] > 0 and summary["policy_version"] >= 1
+    assert summary["env_steps_executed"] >= summary["env_steps"]  # open episodes' steps count as work done
     if stale_policy == "pause":
         assert ledger["episodes_dropped_stale"] == 0
     batcher = controller.batcher

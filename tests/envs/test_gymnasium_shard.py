@@ -38,6 +38,7 @@ def test_reacher_shard_shapes_seeding_and_action_mapping():
         a, b = shard.reset(np.arange(2), seeds), shard.reset(np.arange(2), seeds)
         assert np.array_equal(a.state, b.state) and not np.array_equal(a.state[0], a.state[1])
         assert a.image.shape == (2, 32, 32, 3) and a.instruction == ["reach the target"] * 2
+        assert shard.reset(np.zeros(0, dtype=np.int64)).image.shape == (0, 32, 32, 3)
         steps = []
         while True:
             res = shard.step(np.arange(2), np.ones((2, 3, 2)))  # +1 maps onto the Box's upper bound

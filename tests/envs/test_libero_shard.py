@@ -47,6 +47,8 @@ def test_shapes_instructions_and_task_spread(shard):
     assert obs.image.shape == (2, 32, 64, 3) and obs.image.dtype == np.uint8 and obs.image.std() > 5
     assert obs.state.shape == (2, 8) and np.isfinite(obs.state).all()
     assert obs.instruction == [suite.get_task(2).language, suite.get_task(0).language]
+    empty = shard.reset(np.zeros(0, dtype=np.int64))  # a shard whose envs all keep running resets none
+    assert empty.image.shape == (0, 32, 64, 3) and empty.state.shape == (0, 8) and empty.instruction == []
     res = shard.step(np.arange(2), np.zeros((2, 3, 7)))
     assert res.obs.image.shape == (2, 32, 64, 3) and res.env_steps.tolist() == [3, 3]
     assert not res.success.any() and not res.truncated.any()

@@ -116,6 +116,7 @@ class AsyncVLAController(Controller):
     ) -> None:
         obs, answer = ctx
         finished = self.assembler.record(obs, answer, outcome)
+        self.env_steps_executed += int(outcome.batch["env_steps"].sum())
         if finished:
             self.produced(finished)
             self.queue.extend(finished)

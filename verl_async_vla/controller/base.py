@@ -40,7 +40,8 @@ class Controller(ABC):
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.ledger = TrajectoryLedger()
-        self.env_steps = 0
+        self.env_steps = 0  # in finished (produced) episodes: the x-axis of learning curves and the budget
+        self.env_steps_executed = 0  # every control step run, open episodes included: the throughput figure
         self.iteration = 0
         # decisions per episode, at most
         self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)
@@ -174,6 +175,8 @@ class Controller(ABC):
                 continue
             _, request, answer = ctx
             finished += assembler.record(request, answer, result)
+            if env_wg is self.env_wg:  # evaluation steps are not training throughput
+                self.env_steps_executed += int(result.batch["env_steps"].sum())
             moved = np.array([row_of[k] for k in result.non_tensor_batch["env_key"].tolist()])
             obs.batch["image"][moved] = result.batch["image"]
             obs.batch["state"][moved] = result.batch["state"]
@@ -279,7 +282,10 @@ class Controller(ABC):
             "success_final": success_final,
             "env_steps": self.env_steps,
             "wall_minutes": wall / 60.0,
-            "env_steps_per_s": self.env_steps / wall,
+            "env_steps_executed": self.env_steps_executed,
+            # executed, not produced: an async run ends with episodes still open, and with long episodes
+            # (LIBERO: 220+ steps) counting only finished ones would undercount its work
+            "env_steps_per_s": self.env_steps_executed / wall,
             "iterations": self.iteration,
             "policy_version": self.policy_version,
             "ledger": ledger,
@@ -308,7 +314,7 @@ class Controller(ABC):
         summary = {
             "window_s": t1 - t0,
             "busy": busy_fractions(spans, t0, t1),
-            "bound": ideal_bound(spans, self.env_steps),
+            "bound": ideal_bound(spans, self.env_steps_executed),
             "lag": {"mean": float(np.mean(means)) if means else 0.0, "max": max(lags, default=0.0)},
             "spans": len(spans),
         }
