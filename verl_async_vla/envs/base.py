@@ -36,6 +36,12 @@ class ShardObs:
     state: np.ndarray  # (n, state_dim) float32
     instruction: list[str]
 
+    @classmethod
+    def empty(cls, spec: EnvSpec) -> ShardObs:
+        """No rows (e.g. a step in which none of a shard's envs finished, so none resets)."""
+        return cls(np.zeros(0, dtype=np.int64), np.zeros((0, *spec.image_shape), dtype=np.uint8),
+                   np.zeros((0, spec.state_dim), dtype=np.float32), [])  # fmt: skip
+
 
 @dataclass
 class ShardStep:

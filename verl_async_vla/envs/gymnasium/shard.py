@@ -63,10 +63,8 @@ class GymnasiumShard(EnvShard):
         self.episodes = np.zeros(self.num_envs, dtype=np.int64)
 
     def _observe(self, ids: np.ndarray, raw: list) -> ShardObs:
-        if not len(raw):  # e.g. no env of this shard finished: nothing to reset
-            s = self.cfg.image_size
-            return ShardObs(np.zeros(0, dtype=np.int64), np.zeros((0, s, s, 3), dtype=np.uint8),
-                            np.zeros((0, self.spec.state_dim), dtype=np.float32), [])  # fmt: skip
+        if not len(raw):
+            return ShardObs.empty(self.spec)
         image = np.stack(
             [resize_nearest(np.asarray(self.envs[i].render()), self.cfg.image_size) for i in ids]
         )

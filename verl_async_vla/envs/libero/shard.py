@@ -94,10 +94,8 @@ class LiberoShard(EnvShard):
         return train[int(rng.integers(len(train)))]
 
     def _observe(self, ids: np.ndarray, raw: list[dict]) -> ShardObs:
-        if not len(raw):  # e.g. no env of this shard finished: nothing to reset
-            h, w, _ = self.spec.image_shape
-            return ShardObs(np.zeros(0, dtype=np.int64), np.zeros((0, h, w, 3), dtype=np.uint8),
-                            np.zeros((0, STATE_DIM), dtype=np.float32), [])  # fmt: skip
+        if not len(raw):
+            return ShardObs.empty(self.spec)
         # robosuite renders upside down (OpenGL origin); rotate 180 degrees as the LIBERO reference evals do.
         image = np.stack(
             [np.concatenate([o[f"{c}_image"][::-1, ::-1] for c in self.cameras], axis=1) for o in raw]
