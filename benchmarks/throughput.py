@@ -82,11 +82,14 @@ def main() -> None:
         row: dict = {"name": workload, "env_steps_budget": args.env_steps}
         for trainer, overrides in TRAINERS.items():
             run_dir = out / f"{workload}_{trainer}"
-            s = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else run_main(
-                [*overrides, *COMMON, *WORKLOADS[workload], f"seed={args.seed}",
-                 f"trainer.total_env_steps={args.env_steps}"],
-                run_dir, out / f"{workload}_{trainer}.log",
-            )  # fmt: skip
+            if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
+                s = json.loads((run_dir / "summary.json").read_text())
+            else:
+                s = run_main(
+                    [*overrides, *COMMON, *WORKLOADS[workload], f"seed={args.seed}",
+                     f"trainer.total_env_steps={args.env_steps}"],
+                    run_dir, out / f"{workload}_{trainer}.log",
+                )  # fmt: skip
             tl = json.loads((run_dir / "timeline_summary.json").read_text())
             row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
             row[f"{trainer}_samples_trained_per_s"] = round(
