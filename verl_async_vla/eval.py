@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +30,26 @@ from verl_async_vla.models.checkpoint import load_checkpoint
 ActFn = Callable[[EnvShard, np.ndarray, ShardObs], np.ndarray]
 
 
+@dataclass
+class EpisodeRecord:
+    """One episode as seen by the policy, for the image strip."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    instruction: str = ""
+    success: bool = False
+
+
 def play(
     shard: EnvShard,
     act: ActFn,
     episodes: int,
     seed_base: int = HELD_OUT_SEED_BASE,
     shuffle_instructions: bool = False,
-    frames: list[np.ndarray] | None = None,
+    first: EpisodeRecord | None = None,
 ) -> list[bool]:
     """Run `episodes` episodes (in waves of the shard's size) with pinned seeds; returns per-episode success.
-    With `shuffle_instructions` each env is given, for its whole episode, another env's instruction. `frames`
-    collects the observed images of the first episode (env 0 of the first wave)."""
+    With `shuffle_instructions` each env is given, for its whole episode, another env's instruction. `first`
+    records the first episode (env 0 of the first wave): its frames, instruction and outcome."""
     success: list[bool] = []
     rng = np.random.default_rng(0)
     for wave in range(-(-episodes // shard.num_envs)):
@@ -53,11 +63,15 @@ def play(
             )
         )
         while len(ids):
-            if frames is not None and wave == 0 and len(ids) and ids[0] == 0:
-                frames.append(obs.image[0].copy())
+            recording = first is not None and wave == 0 and ids[0] == 0
+            if recording:
+                first.frames.append(obs.image[0].copy())
+                first.instruction = told[0]
             obs.instruction = [told[i] for i in ids.tolist()]
             res = shard.step(ids, act(shard, ids, obs))
             done = res.terminated | res.truncated
+            if recording and done[0]:
+                first.success = bool(res.success[0])
             success += res.success[done].tolist()
             keep = ~done
             ids, obs = ids[keep], res.obs
@@ -137,11 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
     env_cfg = env_config_for(args.checkpoint, model_cfg, args.env, args.set)
     env_cfg.num_envs_per_worker, env_cfg.latency = min(args.num_envs, args.episodes), "none"
     shard = make_env_shard(env_cfg, seed=0)
-    frames: list[np.ndarray] = []
+    first = EpisodeRecord()
     try:
         success = play(shard, greedy(policy), args.episodes, shuffle_instructions=args.shuffle_instructions,
-                       frames=frames)  # fmt: skip
-        instruction = shard.reset(np.array([0]), np.array([HELD_OUT_SEED_BASE])).instruction[0]
+                       first=first)  # fmt: skip
     finally:
         shard.close()
     result = {
@@ -153,8 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
         "policy_version": ckpt["meta"].get("policy_version"),
     }
     if args.strip:
-        outcome = "success" if success[0] else "failure"
-        result["strip"] = write_strip(frames, args.strip, f"{env_cfg.name}: '{instruction}' ({outcome})")
+        outcome = "success" if first.success else "failure"
+        title = f"{env_cfg.name}: '{first.instruction}' ({outcome})"
+        result["strip"] = write_strip(first.frames, args.strip, title)
+        result["strip_episode"] = {"instruction": first.instruction, "success": first.success,
+                                   "decisions": len(first.frames)}  # fmt: skip
     print(json.dumps(result, indent=2))
     return result
 

@@ -67,6 +67,7 @@ class AsyncVLAController(Controller):
                 if timeout is None:
                     break
                 time.sleep(timeout)
+                waited += timeout
                 continue
             w0 = time.monotonic()
             done, _ = ray.wait(list(self.futures), num_returns=1, timeout=timeout)

@@ -39,15 +39,20 @@ def init_ray(address: str | None, logical_cpus: int) -> None:
     ray.init(address=address, **kwargs)
 
 
+def _pool(world_size: int, name: str, use_gpu: bool) -> tuple[str, RayResourcePool]:
+    """A pool with a unique name prefix: Ray placement-group names must be unique for the life of the cluster,
+    and several runs may share one."""
+    prefix = f"{name}_{uuid.uuid4().hex[:6]}_"
+    return prefix, RayResourcePool(
+        process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix
+    )
+
+
 def spawn_group(
     worker_cls: type, world_size: int, name: str, use_gpu: bool = False, **init_kwargs: Any
 ) -> RayWorkerGroup:
-    """One role's `RayWorkerGroup` on its own pool (disaggregated placement). Names get a unique suffix: Ray
-    placement-group names must be unique for the life of the cluster, and several runs may share one."""
-    prefix = f"{name}_{uuid.uuid4().hex[:6]}_"
-    pool = RayResourcePool(
-        process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix
-    )
+    """One role's `RayWorkerGroup` on its own pool (disaggregated placement)."""
+    prefix, pool = _pool(world_size, name, use_gpu)
     group = RayWorkerGroup(
         pool, RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs), name_prefix=prefix
     )
@@ -70,10 +75,7 @@ def spawn_colocated(
     roles: dict[str, tuple[type, dict[str, Any]]], world_size: int, name: str, use_gpu: bool = False
 ) -> dict[str, RayWorkerGroup]:
     """Several roles fused into one process per rank on one pool; returns a worker group per role."""
-    prefix = f"{name}_{uuid.uuid4().hex[:6]}_"
-    pool = RayResourcePool(
-        process_on_nodes=[world_size], use_gpu=use_gpu, max_colocate_count=1, name_prefix=prefix
-    )
+    prefix, pool = _pool(world_size, name, use_gpu)
     fused = create_colocated_worker_cls(
         {role: RayClassWithInitArgs(ray.remote(cls), **kwargs) for role, (cls, kwargs) in roles.items()}
     )
