@@ -68,6 +68,13 @@ class ModelConfig:
     # model.name=cost_model only (emulated-cluster mode, models/cost_model.py):
     cost_profile: str = "tiny_vla_cpu"
     emulated_gpus: int = 1  # data-parallel replicas one rollout / actor worker stands for
+    # model.name=hf_vla only (a pretrained Hugging Face VLM as backbone, models/hf_vla.py):
+    hf_path: str | None = None  # local save_pretrained directory (model + processor); never downloaded
+    hf_dtype: str = "float32"  # bfloat16 on GPU
+    hf_train_backbone: bool = False  # false: heads + proprio projection train, the backbone stays frozen
+    hf_prompt: str = "In: What action should the robot take to {instruction}?\nOut:"  # OpenVLA's prompt
+    # cpu | cuda: where rollout and actor workers put the model (cuda asks Ray for a GPU per process)
+    device: str = "cpu"
 
 
 @dataclass
@@ -164,10 +171,18 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
 
     if e.latency != "none" and e.latency not in PROFILES:
         raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
-    if m.name not in ("tiny_vla", "cost_model"):
+    from verl_async_vla.models import MODEL_NAMES
+
+    if m.name not in MODEL_NAMES:
         raise ValueError(
-            f"model.name={m.name!r} is unknown; available: ['tiny_vla', 'cost_model'] (pick with model=<name>)."
+            f"model.name={m.name!r} is unknown; available: {MODEL_NAMES} (pick with model=<name>)."
         )
+    if m.name == "hf_vla":
+        from verl_async_vla.models.hf_vla import check_hf_path
+
+        check_hf_path(m.hf_path)
+    if m.device != "cpu" and not m.device.startswith("cuda"):
+        raise ValueError(f"model.device={m.device!r} is unknown; use cpu or cuda.")
     if m.init not in ("sft", "scratch"):
         raise ValueError(
             f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."

@@ -82,16 +82,21 @@ class Controller(ABC):
         rollout_kwargs = dict(model_cfg=model_cfg, **common)
         actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
                             **common)  # fmt: skip
+        # One GPU per rollout / actor process (per fused process when colocated).
+        gpu = cfg.model.device.startswith("cuda")
         if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
             groups = spawn_colocated(
                 {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)},
                 t.rollout_workers,
                 "policy",
+                use_gpu=gpu,
             )
             self.rollout_wg, self.actor_wg = groups["rollout"], groups["actor"]
         else:
-            self.rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", **rollout_kwargs)
-            self.actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", **actor_kwargs)
+            self.rollout_wg = spawn_group(
+                RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, **rollout_kwargs
+            )
+            self.actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", use_gpu=gpu, **actor_kwargs)
         self.publish_weights()
         self.run_log = RunLog(cfg.run_dir, cfg, t.total_env_steps, progress=t.progress)
 

@@ -1,4 +1,4 @@
-"""The VLA policy interface every model implements (tiny VLA here; OpenVLA / OpenVLA-OFT / pi0 adapters later).
+"""The VLA policy interface every model implements (tiny_vla.py, hf_vla.py: a Hugging Face VLM, cost_model.py).
 
 Two calls carry RL: `act` (rollout: sample an action chunk, its behaviour log-prob and the value) and `evaluate`
 (actor: score given chunks under the current weights). For the same weights and actions they agree exactly, which

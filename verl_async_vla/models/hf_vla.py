@@ -1,0 +1,140 @@
+"""A pretrained Hugging Face vision-language model as the VLA backbone (`model.name=hf_vla`).
+
+Any checkpoint directory that `AutoModelForImageTextToText` + `AutoProcessor` load (PaliGemma, the pi0 backbone;
+other image-text-to-text models with a processor) becomes a `VLAPolicy`, the way OpenVLA-OFT turns a VLM into a
+policy (Kim et al. 2025, "Fine-Tuning Vision-Language-Action Models", sec. 3): one forward pass over image +
+instruction, the hidden state of the prompt's last token, joined with a projection of the proprio state, is
+decoded in parallel into a whole action chunk (Gaussian or 256-bin head, models/heads.py), and a value head reads
+the same features.
+
+Only local directories are read (`local_files_only`): this project never downloads. What RL changes and what
+weights carry between workers is the trainable part: the heads and the proprio projection, plus the backbone
+when `model.hf_train_backbone=true`; the rest comes from `model.hf_path` on every worker. transformers is
+imported when this model is built, never by the core.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from verl_async_vla.config.schema import ModelConfig
+from verl_async_vla.models.heads import DiscreteTokenHead, GaussianChunkHead
+from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_hf_path(path: str | None) -> Path:
+    if not path:
+        raise ValueError(
+            "model.name=hf_vla needs model.hf_path=<local directory of a Hugging Face image-text-to-text model "
+            "with its processor> (e.g. a PaliGemma checkpoint saved with save_pretrained)."
+        )
+    p = Path(os.path.expanduser(path))
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model.hf_path={path!r} has no config.json; point it at a directory written by save_pretrained "
+            "(this project never downloads from a model hub)."
+        )
+    return p
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last attended token, for left or right padding alike."""
+    length = attention_mask.shape[1]
+    return length - 1 - attention_mask.flip(1).argmax(1)
+
+
+class HFVLAPolicy(VLAPolicy):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if cfg.hf_dtype not in DTYPES:
+            raise ValueError(f"model.hf_dtype={cfg.hf_dtype!r} is unknown; use one of {sorted(DTYPES)}.")
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"model.device={cfg.device} but this worker sees no CUDA device; use model.device=cpu, or run on a "
+                "Ray cluster with GPUs (model.device=cuda asks Ray for one GPU per rollout / actor process)."
+            )
+        path = check_hf_path(cfg.hf_path)
+        self.cfg = cfg
+        self.chunk, self.action_dim = cfg.chunk, cfg.action_dim
+        self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        self.backbone = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=DTYPES[cfg.hf_dtype], local_files_only=True
+        )
+        self.backbone.requires_grad_(cfg.hf_train_backbone)
+        width = self.backbone.config.get_text_config().hidden_size
+        self.state_proj = nn.Linear(cfg.state_dim, cfg.hidden)
+        self.trunk = nn.Sequential(nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU())
+        self.critic = nn.Sequential(
+            nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1)
+        )
+        if cfg.action_head == "gaussian":
+            self.head: GaussianChunkHead | DiscreteTokenHead = GaussianChunkHead(
+                cfg.hidden, cfg.chunk, cfg.action_dim, cfg.init_log_std
+            )
+        else:
+            self.head = DiscreteTokenHead(cfg.hidden, cfg.chunk, cfg.action_dim, cfg.n_bins)
+        self.to(cfg.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.state_proj.weight.device
+
+    def _inputs(self, obs: PolicyObs) -> dict[str, Any]:
+        if obs.image.ndim != 4 or obs.image.shape[-1] != 3:
+            raise ValueError(f"hf_vla expects images (B, H, W, 3) uint8, got {tuple(obs.image.shape)}.")
+        if obs.state.shape[-1] != self.cfg.state_dim:
+            raise ValueError(
+                f"state has {obs.state.shape[-1]} dims, model.state_dim={self.cfg.state_dim}; align them."
+            )
+        prompts = [
+            self.cfg.hf_prompt.format(instruction=text.lower().rstrip(".")) for text in obs.instruction
+        ]
+        images = list(obs.image.cpu().numpy())  # the processor resizes and normalises like the backbone's SFT
+        batch = self.processor(text=prompts, images=images, return_tensors="pt", padding="longest")
+        batch.pop("labels", None)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def features(self, obs: PolicyObs) -> torch.Tensor:
+        inputs = self._inputs(obs)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.cfg.hf_train_backbone):
+            hidden = self.backbone.model(**inputs).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        token = hidden[rows, last_token_index(inputs["attention_mask"])].float()
+        state = self.state_proj(obs.state.float().to(self.device))
+        return torch.cat([token, state], dim=-1)
+
+    def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
+        f = self.features(obs)
+        actions, log_prob = self.head.sample(self.trunk(f), deterministic)
+        return ActOutput(actions.cpu(), log_prob.cpu(), self.critic(f).squeeze(-1).cpu())
+
+    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput:
+        f = self.features(obs)
+        log_prob, entropy = self.head.evaluate(self.trunk(f), actions.to(self.device))
+        return EvalOutput(log_prob.cpu(), entropy.cpu(), self.critic(f).squeeze(-1).cpu())
+
+    def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
+        return self.head.bc_loss(self.trunk(self.features(obs)), actions.to(self.device)).cpu()
+
+    def get_weights(self) -> dict[str, torch.Tensor]:
+        """The trainable part only: a frozen multi-GB backbone is never shipped between workers."""
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in trainable}
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        missing = {n for n, p in self.named_parameters() if p.requires_grad} - set(weights)
+        if missing:
+            raise ValueError(
+                f"weights lack {len(missing)} trainable tensors (e.g. {sorted(missing)[0]!r}); they were saved "
+                "with a different model.hf_train_backbone or model."
+            )
+        self.load_state_dict(weights, strict=False)
