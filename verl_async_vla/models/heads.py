@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from verl_async_vla.config.schema import ModelConfig
+
 
 class GaussianChunkHead(nn.Module):
     """OFT-style continuous chunk: mean from features, state-independent log-std (PPO, Schulman et al. 2017)."""
@@ -67,3 +69,10 @@ class DiscreteTokenHead(nn.Module):
     def bc_loss(self, h: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         logits = self.logits(h).view(-1, self.n_bins)
         return nn.functional.cross_entropy(logits, self.to_bins(actions).view(-1)) / math.log(self.n_bins)
+
+
+def build_head(cfg: ModelConfig, hidden: int) -> GaussianChunkHead | DiscreteTokenHead:
+    """`model.action_head`: gaussian (OFT-style chunk) | discrete (OpenVLA-style bins), over `hidden` features."""
+    if cfg.action_head == "gaussian":
+        return GaussianChunkHead(hidden, cfg.chunk, cfg.action_dim, cfg.init_log_std)
+    return DiscreteTokenHead(hidden, cfg.chunk, cfg.action_dim, cfg.n_bins)

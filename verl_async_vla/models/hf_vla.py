@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from verl_async_vla.config.schema import ModelConfig
-from verl_async_vla.models.heads import DiscreteTokenHead, GaussianChunkHead
+from verl_async_vla.models.heads import build_head
 from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -76,12 +76,7 @@ class HFVLAPolicy(VLAPolicy):
         self.critic = nn.Sequential(
             nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1)
         )
-        if cfg.action_head == "gaussian":
-            self.head: GaussianChunkHead | DiscreteTokenHead = GaussianChunkHead(
-                cfg.hidden, cfg.chunk, cfg.action_dim, cfg.init_log_std
-            )
-        else:
-            self.head = DiscreteTokenHead(cfg.hidden, cfg.chunk, cfg.action_dim, cfg.n_bins)
+        self.head = build_head(cfg, cfg.hidden)
         self.to(cfg.device)
 
     @property

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from verl_async_vla.config.schema import ModelConfig
-from verl_async_vla.models.heads import DiscreteTokenHead, GaussianChunkHead
+from verl_async_vla.models.heads import build_head
 from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
 from verl_async_vla.models.tokenizer import WordTokenizer
 
@@ -44,12 +44,7 @@ class TinyVLA(VLAPolicy):
             nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
         )
         self.critic = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
-        if cfg.action_head == "gaussian":
-            self.head: GaussianChunkHead | DiscreteTokenHead = GaussianChunkHead(
-                cfg.hidden, cfg.chunk, cfg.action_dim, cfg.init_log_std
-            )
-        else:
-            self.head = DiscreteTokenHead(cfg.hidden, cfg.chunk, cfg.action_dim, cfg.n_bins)
+        self.head = build_head(cfg, cfg.hidden)
 
     def features(self, obs: PolicyObs) -> torch.Tensor:
         if obs.image.ndim != 4 or obs.image.shape[-1] != 3 or obs.image.shape[1] != self.cfg.image_size:
