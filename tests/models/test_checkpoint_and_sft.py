@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -31,3 +33,11 @@ def test_sft_checkpoint_is_built_once_then_cached(small_cfg):
     mtime = path.stat().st_mtime_ns
     assert ensure_sft_checkpoint(small_cfg).stat().st_mtime_ns == mtime
     assert load_checkpoint(path)["meta"]["stage"] == "sft"
+
+
+def test_sft_cache_key_ignores_fields_that_do_not_change_the_weights(small_cfg):
+    """Where a run puts the model, and hf_vla-only knobs on another model, never invalidate a cached start."""
+    base = sft_cache_path(small_cfg)
+    model = dataclasses.replace(small_cfg.model, device="cuda", hf_dtype="bfloat16", hf_path="/elsewhere")
+    assert sft_cache_path(dataclasses.replace(small_cfg, model=model)) == base
+    assert sft_cache_path(dataclasses.replace(small_cfg, model=dataclasses.replace(model, hidden=64))) != base

@@ -31,7 +31,8 @@ def sft_cache_path(cfg: RunConfig) -> Path:
         "model": {
             k: v
             for k, v in dataclasses.asdict(cfg.model).items()
-            if k not in ("checkpoint", "init", "cost_profile", "emulated_gpus")
+            if k not in ("checkpoint", "init", "cost_profile", "emulated_gpus", "device")
+            and (cfg.model.name == "hf_vla" or not k.startswith("hf_"))
         },
         "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
         "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps],
