@@ -1,59 +1,69 @@
 """Learning benchmark on the embedded task: sync vs async_vla at equal env steps, plus the off-policy ablation.
 
-    python benchmarks/learning.py                      # 3 seeds x {sync, async_vla, async no-correction, ...}
-    python benchmarks/learning.py --seeds 0 --variants sync   # one run
+    python benchmarks/learning.py                                 # 3 seeds x {sync, async_vla}
+    python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation (large staleness)
+    python benchmarks/learning.py --seeds 0 --variants sync       # one run
 
-Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (all variants),
-docs/learning_sync_vs_async.png, then regenerates docs/benchmarks.md.
+Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (main pair under
+"runs", ablation under "off_policy_ablation"; variants not rerun keep their rows), docs/learning_sync_vs_async.png,
+docs/off_policy_ablation.png, then regenerates docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, curve, run_main, write_result
+from common import RESULTS, ROOT, curve, run_main, write_result
 
-# name -> (hydra overrides, env-step budget). The main pair runs the README's main job budget; the ablation pair
-# differs only in the correction, under a large staleness bound, at a shorter budget.
-VARIANTS = {
+# name -> (hydra overrides, env-step budget). The main pair runs the README's main job budget.
+MAIN = {
     "sync": (["trainer=sync"], None),
     "async_vla": (["trainer=async_vla"], None),
-    "async_stale8_tis": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=tis"], 120_000),
-    "async_stale8_none": (["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=none"], 120_000),
-    "async_stale8_vtrace": (
-        ["trainer=async_vla", "trainer.max_staleness=8", "algo.off_policy=vtrace"],
-        120_000,
-    ),
 }
+# The ablation differs only in the correction, under a large staleness bound (producers run up to 8 versions
+# ahead), at a shorter budget; async_stale1_tis is the default async run at the same budget, the low-lag reference.
+ABLATION_BUDGET = 120_000
+ABLATION = {
+    "async_stale1_tis": (
+        ["trainer=async_vla", "trainer.max_staleness=1", "algo.off_policy=tis"],
+        ABLATION_BUDGET,
+    ),
+    **{
+        f"async_stale8_{mode}": (
+            ["trainer=async_vla", "trainer.max_staleness=8", f"algo.off_policy={mode}"],
+            ABLATION_BUDGET,
+        )
+        for mode in ("none", "behaviour_ppo", "tis", "decoupled_ppo", "vtrace")
+    },
+}
+VARIANTS = {**MAIN, **ABLATION}
+COLOURS = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale1_tis": "black",
+           "async_stale8_none": "tab:red", "async_stale8_behaviour_ppo": "tab:brown",
+           "async_stale8_tis": "tab:green", "async_stale8_decoupled_ppo": "tab:olive",
+           "async_stale8_vtrace": "tab:purple"}  # fmt: skip
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def plot_main(runs: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    colours = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale8_tis": "tab:green",
-               "async_stale8_none": "tab:red", "async_stale8_vtrace": "tab:purple"}  # fmt: skip
     for variant in dict.fromkeys(r["variant"] for r in runs):
         group = [r for r in runs if r["variant"] == variant]
         for i, r in enumerate(group):
             steps, success, wall_s = zip(*r["eval_curve"], strict=True)
             label = variant if i == 0 else None
-            axes[0].plot(steps, success, color=colours.get(variant), alpha=0.8, label=label, marker=".")
-            axes[1].plot(
-                [w / 60 for w in wall_s],
-                success,
-                color=colours.get(variant),
-                alpha=0.8,
-                label=label,
-                marker=".",
-            )
+            kw = {"color": COLOURS.get(variant), "alpha": 0.8, "label": label, "marker": "."}
+            axes[0].plot(steps, success, **kw)
+            axes[1].plot([w / 60 for w in wall_s], success, **kw)
     axes[0].set_xlabel("env steps")
     axes[1].set_xlabel("wall minutes (training, evaluation time excluded)")
     for ax in axes:
@@ -67,68 +77,162 @@ def plot(runs: list[dict], path: Path) -> None:
     print("wrote", path.relative_to(ROOT))
 
 
+def mean_curve(group: list[dict], grid: list[int]) -> tuple[list[float], list[float]]:
+    """Mean and standard error over seeds of each run's success, linearly interpolated onto `grid`."""
+    import numpy as np
+
+    ys = np.array([np.interp(grid, [s for s, _, _ in r["eval_curve"]], [v for _, v, _ in r["eval_curve"]])
+                   for r in group])  # fmt: skip
+    se = ys.std(0, ddof=1) / math.sqrt(len(group)) if len(group) > 1 else np.zeros(len(grid))
+    return ys.mean(0).tolist(), se.tolist()
+
+
+def plot_ablation(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = list(range(0, ABLATION_BUDGET + 1, 5000))
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        group = [r for r in runs if r["variant"] == variant]
+        mean, se = mean_curve(group, grid)
+        c = COLOURS.get(variant)
+        ax.plot(grid, mean, color=c, label=f"{variant} ({len(group)} seeds)")
+        lo = [m - s for m, s in zip(mean, se, strict=True)]
+        hi = [m + s for m, s in zip(mean, se, strict=True)]
+        ax.fill_between(grid, lo, hi, color=c, alpha=0.12)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("greedy success, held-out layouts")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Off-policy correction under staleness <= 8 versions (mean ± s.e. over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print("wrote", path.relative_to(ROOT))
+
+
+def run_row(variant: str, seed: int, out: Path, budget_override: int | None) -> dict:
+    run_dir = out / f"{variant}_seed{seed}"
+    overrides, budget = VARIANTS[variant]
+    budget = budget_override or budget
+    if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
+        print(f"  reusing finished run {run_dir}", flush=True)
+        summary = json.loads((run_dir / "summary.json").read_text())
+    else:
+        summary = run_main(
+            [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
+            run_dir,
+            out / f"{variant}_seed{seed}.log",
+        )
+    evals = curve(run_dir, "eval/success")
+    walls = dict(curve(run_dir, "train_wall_s"))
+    lags = [v for _, v in curve(run_dir, "lag/mean")]
+    log_ratio = [v for _, v in curve(run_dir, "actor/behaviour_abs_log_ratio")]
+    row = {
+        "variant": variant,
+        "trainer": summary["trainer"],
+        "seed": seed,
+        "success_start": summary["success_start"],
+        "success_final": summary["success_final"],
+        # Mean greedy success over the run's evaluations: learning speed, less noisy than one final evaluation.
+        "success_auc": round(statistics.mean(v for _, v in evals), 4),
+        "env_steps": summary["env_steps"],
+        "wall_minutes": round(summary["wall_minutes"], 3),
+        "env_steps_per_s": round(summary["env_steps_per_s"], 1),
+        "policy_updates": summary["policy_version"],
+        "lag_mean": round(statistics.mean(lags), 2) if lags else None,
+        "behaviour_abs_log_ratio": round(statistics.mean(log_ratio), 3) if log_ratio else None,
+        "ledger": summary["ledger"],
+        "eval_curve": [(s, v, walls.get(s, 0.0)) for s, v in evals],
+    }
+    print(f"  {variant} seed {seed}: success {row['success_start']:.2f} -> {row['success_final']:.2f} "
+          f"(mean over evals {row['success_auc']:.2f}), lag {row['lag_mean']}, "
+          f"{row['env_steps_per_s']:.0f} env steps/s, {row['wall_minutes']:.1f} min", flush=True)  # fmt: skip
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        g = [r for r in rows if r["variant"] == variant]
+        entry = {"seeds": len(g)}
+        for key in ("success_final", "success_auc", "env_steps_per_s", "lag_mean"):
+            vals = [r[key] for r in g if r.get(key) is not None]
+            if vals:
+                entry[f"{key}_mean"] = round(statistics.mean(vals), 4)
+                if len(vals) > 1:
+                    entry[f"{key}_se"] = round(statistics.stdev(vals) / math.sqrt(len(vals)), 4)
+        out[variant] = entry
+    return out
+
+
+# Correction off: PPO clipped against the behaviour log-probs the samples came with, what a standard PPO trainer does
+# with stale rollouts (the "naive PPO" baseline of AReaL, Fu et al. 2025, sec. 5).
+CORRECTION_OFF = "async_stale8_behaviour_ppo"
+
+
+def paired_deltas(rows: list[dict], key: str = "success_auc") -> dict[str, dict]:
+    """Per variant, the seed-paired difference to CORRECTION_OFF: seeds share the SFT start, the largest source of
+    run-to-run spread, so pairing removes it."""
+    off = {r["seed"]: r[key] for r in rows if r["variant"] == CORRECTION_OFF}
+    out = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        d = [r[key] - off[r["seed"]] for r in rows if r["variant"] == variant and r["seed"] in off]
+        if variant != CORRECTION_OFF and len(d) > 1:
+            se = statistics.stdev(d) / math.sqrt(len(d))
+            out[variant] = {"seeds": len(d), "mean": round(statistics.mean(d), 4), "se": round(se, 4),
+                            "better_in_seeds": sum(x > 0 for x in d)}  # fmt: skip
+    return out
+
+
+def merge(previous: list[dict], fresh: list[dict]) -> list[dict]:
+    """Rows of (variant, seed) not rerun keep their last figures."""
+    done = {(r["variant"], r["seed"]) for r in fresh}
+    return [r for r in previous if (r["variant"], r["seed"]) not in done] + fresh
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
+    ap.add_argument("--ablation", action="store_true", help="run the off-policy ablation variants")
     ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
     args = ap.parse_args()
+    variants = args.variants or list(ABLATION if args.ablation else MAIN)
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
-        for variant in args.variants:
-            run_dir = out / f"{variant}_seed{seed}"
-            if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
-                print(f"  reusing finished run {run_dir}", flush=True)
-            overrides, budget = VARIANTS[variant]
-            budget = args.total_env_steps or budget
-            summary = (
-                json.loads((run_dir / "summary.json").read_text())
-                if (run_dir / "summary.json").is_file()
-                else run_main(
-                    [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
-                    run_dir,
-                    out / f"{variant}_seed{seed}.log",
-                )
-            )
-            evals = curve(run_dir, "eval/success")
-            walls = dict(curve(run_dir, "train_wall_s"))
-            row = {
-                "variant": variant,
-                "trainer": summary["trainer"],
-                "seed": seed,
-                "success_start": summary["success_start"],
-                "success_final": summary["success_final"],
-                "env_steps": summary["env_steps"],
-                "wall_minutes": round(summary["wall_minutes"], 3),
-                "env_steps_per_s": round(summary["env_steps_per_s"], 1),
-                "policy_updates": summary["policy_version"],
-                "ledger": summary["ledger"],
-                "eval_curve": [(s, v, walls.get(s, 0.0)) for s, v in evals],
-            }
-            print(f"  {variant} seed {seed}: success {row['success_start']:.2f} -> {row['success_final']:.2f}, "
-                  f"{row['env_steps_per_s']:.0f} env steps/s, {row['wall_minutes']:.1f} min", flush=True)  # fmt: skip
-            runs.append(row)
+    command = " ".join(["python", *sys.argv])
+    fresh = [
+        {**run_row(v, s, out, args.total_env_steps), "command": command} for s in args.seeds for v in variants
+    ]
 
-    sync_runs = [r for r in runs if r["variant"] == "sync"]
-    if sync_runs:
-        write_result("embedded_sync", {"runs": sync_runs})
-    summary = {}
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        g = [r for r in runs if r["variant"] == variant]
-        summary[variant] = {
-            "success_final_mean": statistics.mean(r["success_final"] for r in g),
-            "env_steps_per_s_mean": statistics.mean(r["env_steps_per_s"] for r in g),
-            "seeds": len(g),
-        }
-    main_runs = [r for r in runs if r["variant"] in ("sync", "async_vla")]
-    ablation = [r for r in runs if r["variant"].startswith("async_stale8")]
+    path = RESULTS / "embedded_sync_vs_async.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    for r in old.get("runs", []) + old.get("off_policy_ablation", []):
+        r.setdefault("command", old.get("command"))
+    main_rows = merge(old.get("runs", []), [r for r in fresh if r["variant"] in MAIN])
+    ablation = merge(old.get("off_policy_ablation", []), [r for r in fresh if r["variant"] in ABLATION])
+    ablation = [r for r in ablation if r["variant"] in ABLATION]  # retired variant names are dropped
+    if any(r["variant"] == "sync" for r in fresh):
+        write_result("embedded_sync", {"runs": [r for r in main_rows if r["variant"] == "sync"]})
     write_result(
-        "embedded_sync_vs_async", {"runs": main_runs, "off_policy_ablation": ablation, "summary": summary}
+        "embedded_sync_vs_async",
+        {
+            "runs": main_rows,
+            "off_policy_ablation": ablation,
+            "summary": summarise(main_rows),
+            "off_policy_summary": summarise(ablation),
+            "off_policy_paired_auc_delta_vs_correction_off": paired_deltas(ablation),
+        },
     )
-    plot(runs, ROOT / "docs" / "learning_sync_vs_async.png")
+    if main_rows:
+        plot_main(main_rows, ROOT / "docs" / "learning_sync_vs_async.png")
+    if ablation:
+        plot_ablation(ablation, ROOT / "docs" / "off_policy_ablation.png")
     import report
 
     report.main()

@@ -107,6 +107,20 @@ def learning(lines: list[str]) -> None:
             f"{e['success_final_mean']:.3f} ± {e.get('success_final_se', 0.0):.3f} | "
             f"{e['success_auc_mean']:.3f} ± {e.get('success_auc_se', 0.0):.3f} |"
         )
+    deltas = res.get("off_policy_paired_auc_delta_vs_correction_off", {})
+    if deltas:
+        lines += [
+            "",
+            "Seed-paired difference in mean success over evals against correction off (`async_stale8_behaviour_ppo`:",
+            "PPO clipped against the behaviour log-probs, what a standard PPO trainer does with stale rollouts):",
+            "",
+            "| variant | seeds | difference (mean ± s.e.) | seeds where it is better |",
+            "|---|---|---|---|",
+        ]
+        for v, d in deltas.items():
+            lines.append(
+                f"| {v} | {d['seeds']} | {d['mean']:+.3f} ± {d['se']:.3f} | {d['better_in_seeds']}/{d['seeds']} |"
+            )
     lines += [
         "",
         "![off-policy ablation](off_policy_ablation.png)",
