@@ -15,8 +15,9 @@ from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_pol
 from verl_async_vla.config.schema import AlgoConfig
 
 # none: PPO against the proximal policy, mu ignored (what a trainer that recomputes old log-probs does with stale
-#       data, e.g. verl's default actor flow): no correction
-# behaviour_ppo: PPO clipped against mu itself (the clip acts as an implicit, conservative correction)
+#       data, e.g. verl's default actor flow): the decoupling alone, no IS weights
+# behaviour_ppo: PPO ratio and clip centred on mu, the log-probs the samples came with: correction off (a standard
+#       PPO trainer fed stale rollouts; AReaL's "naive PPO", Fu et al. 2025). Degrades with lag (docs/benchmarks.md).
 # tis: PPO against the proximal policy, times truncated IS weights min(pi_prox/mu, C)
 # decoupled_ppo: Hilton et al. 2021 (same inputs, its own registered loss)
 # vtrace: V-trace advantages and targets (Espeholt et al. 2018) + PPO against the proximal policy
