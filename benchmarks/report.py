@@ -111,15 +111,17 @@ def learning(lines: list[str]) -> None:
     if deltas:
         lines += [
             "",
-            "Seed-paired difference in mean success over evals against correction off (`async_stale8_behaviour_ppo`:",
-            "PPO clipped against the behaviour log-probs, what a standard PPO trainer does with stale rollouts):",
+            "Seed-paired difference in mean success over evals against correction off at the same staleness",
+            "(`behaviour_ppo`: PPO clipped against the behaviour log-probs, what a standard PPO trainer does with stale",
+            "rollouts):",
             "",
-            "| variant | seeds | difference (mean ± s.e.) | seeds where it is better |",
-            "|---|---|---|---|",
+            "| variant | against | seeds | difference (mean ± s.e.) | seeds where it is better |",
+            "|---|---|---|---|---|",
         ]
         for v, d in deltas.items():
             lines.append(
-                f"| {v} | {d['seeds']} | {d['mean']:+.3f} ± {d['se']:.3f} | {d['better_in_seeds']}/{d['seeds']} |"
+                f"| {v} | {d['against']} | {d['seeds']} | {d['mean']:+.3f} ± {d['se']:.3f} | "
+                f"{d['better_in_seeds']}/{d['seeds']} |"
             )
     lines += [
         "",
