@@ -1,7 +1,7 @@
 """Learning benchmark on the embedded task: sync vs async_vla at equal env steps, plus the off-policy ablation.
 
     python benchmarks/learning.py                                 # 3 seeds x {sync, async_vla}
-    python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation (large staleness)
+    python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation, staleness 8 and 16
     python benchmarks/learning.py --seeds 0 --variants sync       # one run
 
 Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (main pair under
@@ -46,7 +46,6 @@ ABLATION = {
     # twice the lag, to see whether what separates the modes at 8 grows with staleness
     **{f"async_stale16_{mode}": _async(16, mode) for mode in ("none", "behaviour_ppo", "decoupled_ppo")},
 }
-DEFAULT_ABLATION = ["async_stale1_tis", *(f"async_stale8_{mode}" for mode in MODES)]
 VARIANTS = {**MAIN, **ABLATION}
 COLOURS = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale1_tis": "black", "none": "tab:red",
            "behaviour_ppo": "tab:brown", "tis": "tab:green", "decoupled_ppo": "tab:olive",
@@ -92,28 +91,34 @@ def mean_curve(group: list[dict], grid: list[int]) -> tuple[list[float], list[fl
 
 
 def plot_ablation(runs: list[dict], path: Path) -> None:
+    """One panel per staleness bound, each with the low-lag default as the reference line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grid = list(range(0, ABLATION_BUDGET + 1, 5000))
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for variant in dict.fromkeys(r["variant"] for r in runs):
-        group = [r for r in runs if r["variant"] == variant]
-        mean, se = mean_curve(group, grid)
-        c = COLOURS.get(variant, COLOURS.get(variant.split("_", 2)[-1]))  # colour by correction mode
-        style = "--" if variant.startswith("async_stale16") else "-"
-        ax.plot(grid, mean, style, color=c, label=f"{variant} ({len(group)} seeds)")
-        lo = [m - s for m, s in zip(mean, se, strict=True)]
-        hi = [m + s for m, s in zip(mean, se, strict=True)]
-        ax.fill_between(grid, lo, hi, color=c, alpha=0.12)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("greedy success, held-out layouts")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Off-policy correction under large staleness (mean ± s.e. over seeds)")
+    variants = list(dict.fromkeys(r["variant"] for r in runs))
+    bounds = sorted({int(v.split("_stale")[1].split("_")[0]) for v in variants} - {1})
+    fig, axes = plt.subplots(1, len(bounds), figsize=(6 * len(bounds), 4.2), squeeze=False)
+    for ax, bound in zip(axes[0], bounds, strict=True):
+        for variant in variants:
+            if not variant.startswith((f"async_stale{bound}_", "async_stale1_")):
+                continue
+            group = [r for r in runs if r["variant"] == variant]
+            mean, se = mean_curve(group, grid)
+            c = COLOURS.get(variant, COLOURS.get(variant.split("_", 2)[-1]))  # colour by correction mode
+            ax.plot(grid, mean, color=c, label=f"{variant} ({len(group)} seeds)")
+            lo = [m - s for m, s in zip(mean, se, strict=True)]
+            hi = [m + s for m, s in zip(mean, se, strict=True)]
+            ax.fill_between(grid, lo, hi, color=c, alpha=0.12)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("greedy success, held-out layouts")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"trainer.max_staleness={bound} (mean ± s.e. over seeds)", fontsize=10)
+    fig.suptitle("Off-policy correction under large staleness; correction off = behaviour_ppo")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print("wrote", path.relative_to(ROOT))
@@ -183,7 +188,7 @@ def correction_off(variant: str) -> str:
 def paired_deltas(rows: list[dict], key: str = "success_auc") -> dict[str, dict]:
     """Per variant, the seed-paired difference to correction off at the same staleness: seeds share the SFT start,
     the largest source of run-to-run spread, so pairing removes it."""
-    by = {(r["variant"], r["seed"]): r[key] for r in rows}
+    by = {(r["variant"], r["seed"]): r[key] for r in rows if r.get(key) is not None}
     out = {}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         off = correction_off(variant)
@@ -209,7 +214,7 @@ def main() -> None:
     ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
     args = ap.parse_args()
-    variants = args.variants or (DEFAULT_ABLATION if args.ablation else list(MAIN))
+    variants = args.variants or list(ABLATION if args.ablation else MAIN)
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", *sys.argv])
