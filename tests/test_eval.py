@@ -35,9 +35,8 @@ def test_eval_writes_an_image_strip_of_the_first_episode(small_checkpoint, tmp_p
     res = main([str(small_checkpoint), "--episodes", "2", "--num-envs", "2", "--set", "max_episode_steps=12",
                 "--strip", str(strip)])  # fmt: skip
     assert res["strip"] == str(strip) and strip.stat().st_size > 1000
-    episode = res[
-        "strip_episode"
-    ]  # the strip shows env 0's first episode, with its own instruction and outcome
+    # the strip shows env 0's first episode, with its own instruction and outcome
+    episode = res["strip_episode"]
     assert "cube" in episode["instruction"] or "block" in episode["instruction"]
     assert 1 <= episode["decisions"] <= 3  # 12 control steps in chunks of 4
     assert episode["success"] in (True, False) and res["success_rate"] >= float(episode["success"]) / 2

@@ -30,9 +30,8 @@ def test_sync_run_consumes_every_sample_once_and_changes_the_weights(ray_session
     assert ledger["episodes_dropped_stale"] == 0 and ledger["episodes_in_flight"] == 0
     assert summary["policy_version"] == summary["iterations"] >= 1
     assert summary["env_steps"] >= small_cfg.trainer.total_env_steps
-    assert (
-        summary["env_steps_executed"] == summary["env_steps"]
-    )  # lockstep: every episode it starts, it finishes
+    # lockstep: every episode it starts, it finishes
+    assert summary["env_steps_executed"] == summary["env_steps"]
 
     start = load_checkpoint(controller.init_checkpoint)["weights"]
     final = load_checkpoint(summary["checkpoint"])["weights"]
