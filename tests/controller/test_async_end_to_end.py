@@ -31,7 +31,7 @@ def test_async_run_keeps_the_ledger_and_tags_versions(ray_session, small_cfg, st
     assert summary["env_steps_executed"] >= summary["env_steps"]  # open episodes' steps count as work done
     if stale_policy == "pause":
         assert ledger["episodes_dropped_stale"] == 0
-    batcher = controller.batcher
+    batcher = sampling.batcher
     assert batcher.batches > 0 and batcher.rows_batched / batcher.batches <= 3
     records = controller.run_log.history
     lags = [r["lag/max"] for r in records if "lag/max" in r]

@@ -3,9 +3,9 @@ import pytest
 import torch
 from verl import DataProto
 
-from verl_async_vla.controller.batcher import DynamicBatcher
-from verl_async_vla.controller.staleness import StalenessGate
-from verl_async_vla.controller.trajectory import Episode
+from verl_async_vla.sampling.batcher import DynamicBatcher
+from verl_async_vla.learning.staleness import StalenessGate
+from verl_async_vla.sampling.trajectory import Episode
 
 
 def rows(shard, n):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from verl_async_vla.controller.ledger import LedgerError, TrajectoryLedger
-from verl_async_vla.controller.trajectory import Episode, episodes_to_proto
+from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger
+from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 
 
 def make_episode(eid, n, success=False):

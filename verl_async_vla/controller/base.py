@@ -1,5 +1,6 @@
-"""What both controllers share: spawning the three worker groups, the start checkpoint, publishing weights,
-held-out evaluation and per-iteration bookkeeping. Subclasses only decide *when* each role is called."""
+"""What both controllers share: spawning the worker groups, the start checkpoint, held-out evaluation (on its own
+env and rollout workers, with a weight snapshot), per-update bookkeeping, the ledger check and the timeline.
+Subclasses only decide *when* each role is called."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 import json
 import logging
 import math
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,8 +21,8 @@ from verl import DataProto
 from verl.single_controller.ray import RayWorkerGroup
 
 from verl_async_vla.config.schema import RunConfig
-from verl_async_vla.controller.ledger import TrajectoryLedger
-from verl_async_vla.controller.trajectory import Episode, EpisodeAssembler, episodes_to_proto
+from verl_async_vla.learning.ledger import reconcile
+from verl_async_vla.sampling.trajectory import Episode, EpisodeAssembler
 from verl_async_vla.envs import check_env_backend
 from verl_async_vla.envs.base import HELD_OUT_SEED_BASE
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
@@ -39,21 +41,23 @@ class Controller(ABC):
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self.ledger = TrajectoryLedger()
         self.env_steps = 0  # in finished (produced) episodes: the x-axis of learning curves and the budget
         self.env_steps_executed = 0  # every control step run, open episodes included: the throughput figure
         self.iteration = 0
         # decisions per episode, at most
         self.horizon = math.ceil(cfg.env.max_episode_steps / cfg.model.chunk)
         self.run_log: RunLog | None = None
-        self.pending_in_actor: list[int] = []  # ingested, waiting for the actor's next update
-        self.eval_seconds = 0.0  # excluded from throughput: both controllers evaluate the same way
+        self.eval_seconds = 0.0
+        self.eval_lock = threading.Lock()  # the async controller evaluates on a background thread
+        # sync evaluates inside its loop, so its evaluation time is taken out of its throughput; async evaluates
+        # beside training on its own workers, so nothing is taken out (its cost shows as contention)
+        self.eval_blocks_training = True
 
     # ---- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg, t = self.cfg, self.cfg.trainer
         check_env_backend(cfg.env)
-        init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 2)
+        init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 4)
         common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
         self.env_wg = spawn_group(
             EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common
@@ -72,18 +76,18 @@ class Controller(ABC):
         # Evaluation has its own shard, so it never disturbs training envs that are mid-episode (async). It is no
         # bigger than a training shard: a LIBERO env holds ~1-2 GB.
         self.eval_envs = min(t.eval_episodes, cfg.env.num_envs_per_worker, 32)
-        self.eval_env_wg = None
-        if self.eval_envs > 0:
+        self.eval_env_wg = self.eval_rollout_wg = None
+        model_cfg = dataclasses.asdict(cfg.model)
+        rollout_kwargs = dict(model_cfg=model_cfg, **common)
+        gpu = cfg.model.device.startswith("cuda")  # one GPU per rollout / actor process (per fused process)
+        if self.eval_envs > 0:  # its own env and rollout workers, so evaluation never stops training (async)
             eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=self.eval_envs, latency="none")
             self.eval_env_wg = spawn_group(
                 EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common
             )
-        model_cfg = dataclasses.asdict(cfg.model)
-        rollout_kwargs = dict(model_cfg=model_cfg, **common)
+            self.eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, **rollout_kwargs)
         actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
                             **common)  # fmt: skip
-        # One GPU per rollout / actor process (per fused process when colocated).
-        gpu = cfg.model.device.startswith("cuda")
         if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
             groups = spawn_colocated(
                 {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)},
@@ -100,13 +104,13 @@ class Controller(ABC):
         self.publish_weights()
         self.run_log = RunLog(cfg.run_dir, cfg, t.total_env_steps, progress=t.progress)
 
-    def publish_weights(self) -> int:
+    def publish_weights(self, rollout_wg: RayWorkerGroup | None = None) -> int:
         """Actor -> rollout workers, through the Ray object store (one put, every worker reads it)."""
-        weights, version = self.actor_wg.get_weights()[0]
-        ref = ray.put(weights)
-        ray.get([w.set_weights.remote(ref, version) for w in self.rollout_wg.handles])
-        self.policy_version = version
-        return version
+        ref = self.actor_wg.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
+        versions = ray.get([w.set_weights_packed.remote(ref) for w in (rollout_wg or self.rollout_wg).handles])
+        if rollout_wg is None:
+            self.policy_version = versions[0]
+        return versions[0]
 
     # ---- lockstep episodes (sync training and evaluation for both controllers) -----------------------------
     def run_episodes(
@@ -115,11 +119,13 @@ class Controller(ABC):
         seeds: np.ndarray | None = None,
         env_wg: RayWorkerGroup | None = None,
         stages: int = 1,
+        rollout_wg: RayWorkerGroup | None = None,
     ) -> list[Episode]:
         """Every env of `env_wg` plays one episode; envs that finish early wait for the rest (the synchronous
         barrier). With `stages` = k > 1 the envs form k groups, each in lockstep on its own, so one group's
         inference overlaps another group's env step (the stage pipelining of RLinf / verl's VLA env loop)."""
         env_wg = env_wg or self.env_wg
+        rollout_wg = rollout_wg or self.rollout_wg
         if seeds is None:
             obs = DataProto.concat(env_wg.reset())
         else:
@@ -143,10 +149,9 @@ class Controller(ABC):
                 return
             request = obs.select_idxs(rows)
             request.meta_info["deterministic"] = deterministic
-            parts = [p for p in np.array_split(np.arange(len(rows)), len(self.rollout_wg.workers)) if len(p)]
+            parts = [p for p in np.array_split(np.arange(len(rows)), len(rollout_wg.workers)) if len(p)]
             refs = [
-                w.generate.remote(request.select_idxs(p))
-                for w, p in zip(self.rollout_wg.handles, parts, strict=False)
+                w.generate.remote(request.select_idxs(p)) for w, p in zip(rollout_wg.handles, parts, strict=False)
             ]
             phase[g] = (refs, ("infer", request))
 
@@ -189,41 +194,29 @@ class Controller(ABC):
             infer(g)
         return finished
 
-    def evaluate(self) -> float | None:
-        """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable);
-        None when evaluation is off (`trainer.eval_episodes=0`)."""
+    def evaluate(self) -> tuple[float, int] | None:
+        """Greedy success on held-out layouts (the same seeds every time, so evaluations are comparable) of the
+        actor's latest published weights -> (success, policy version); None when `trainer.eval_episodes=0`.
+        Runs on the evaluation env and rollout workers only, so the async pipeline keeps going meanwhile."""
         if self.eval_env_wg is None:
             return None
-        t0 = time.monotonic()
-        n_envs = self.eval_envs
-        waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
-        success = []
-        for w in range(waves):
-            seeds = HELD_OUT_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
-            success += [e.success for e in self.run_episodes(True, seeds, self.eval_env_wg)]
-        self.eval_seconds += time.monotonic() - t0
-        return float(np.mean(success))
+        with self.eval_lock:
+            t0 = time.monotonic()
+            version = self.publish_weights(self.eval_rollout_wg)  # the snapshot this evaluation measures
+            n_envs = self.eval_envs
+            waves = max(1, math.ceil(self.cfg.trainer.eval_episodes / n_envs))
+            success = []
+            for w in range(waves):
+                seeds = HELD_OUT_SEED_BASE + np.arange(w * n_envs, (w + 1) * n_envs)
+                episodes = self.run_episodes(True, seeds, self.eval_env_wg, rollout_wg=self.eval_rollout_wg)
+                success += [e.success for e in episodes]
+            self.eval_seconds += time.monotonic() - t0
+        return float(np.mean(success)), version
 
-    # ---- training ---------------------------------------------------------------------------------------
-    def ingest(self, episodes: list[Episode]) -> dict[str, float]:
-        """Hand episodes (already in the ledger) to the actor; blocks until the actor has scored them, and, when
-        they complete a training batch, until the update is done and the new version is published."""
-        return self.after_ingest(self.actor_wg.ingest(episodes_to_proto(episodes, self.horizon))[0], episodes)
-
-    def after_ingest(self, result: dict[str, float], episodes: list[Episode]) -> dict[str, float]:
-        self.pending_in_actor += [e.episode_id for e in episodes]
-        if result["updated"]:
-            self.ledger.record_trained(self.pending_in_actor)
-            self.pending_in_actor = []
-            self.publish_weights()
-        return result
-
-    def produced(self, episodes: list[Episode]) -> None:
-        self.ledger.record_produced((e.episode_id, len(e)) for e in episodes)
-        self.env_steps += sum(e.env_steps for e in episodes)
-
-    def end_iteration(self, episodes: list[Episode], metrics: dict[str, Any], t0: float) -> None:
-        """Metrics, progress bar, periodic evaluation and checkpoints (collaborators, not scheduling)."""
+    # ---- per update ------------------------------------------------------------------------------------
+    def end_iteration(self, metrics: dict[str, Any], t0: float) -> None:
+        """Metrics, progress bar, evaluation and checkpoint cadence (collaborators, not scheduling). `metrics`
+        carries the update's own figures, train/success among them."""
         assert self.run_log is not None
         self.iteration += 1
         t = self.cfg.trainer
@@ -231,15 +224,12 @@ class Controller(ABC):
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "policy_version": self.policy_version,
-            "train/success": float(np.mean([e.success for e in episodes])),
-            "train/episode_len": float(np.mean([e.env_steps for e in episodes])),
-            "train/return": float(np.mean([sum(e.reward) for e in episodes])),
             "time/iteration_s": time.monotonic() - t0,
-            "train_wall_s": time.monotonic() - self.fit_start - self.eval_seconds,
+            "train_wall_s": self.train_wall(),
             **metrics,
         }
         if t.eval_every and self.eval_env_wg is not None and self.iteration % t.eval_every == 0:
-            record["eval/success"] = self.evaluate()
+            record.update(self.periodic_eval())
         if t.checkpoint_every and self.iteration % t.checkpoint_every == 0:
             self.save(f"iter_{self.iteration:05d}.pt")
         self.run_log.log(record)
@@ -248,6 +238,28 @@ class Controller(ABC):
             self.env_steps, steps_per_s=self.env_steps / max(elapsed, 1e-9), success=record["train/success"],
             v=self.policy_version,
         )  # fmt: skip
+
+    def periodic_eval(self) -> dict[str, Any]:
+        """Evaluate now and return the record fields (sync); the async controller overrides it to evaluate in the
+        background and log the result when it is ready."""
+        success, version = self.evaluate()
+        return {"eval/success": success, "eval/policy_version": version}
+
+    def train_wall(self) -> float:
+        wall = time.monotonic() - self.fit_start
+        return wall - self.eval_seconds if self.eval_blocks_training else wall
+
+    @staticmethod
+    def episode_metrics(episodes: list[Episode]) -> dict[str, float]:
+        return {
+            "train/success": float(np.mean([e.success for e in episodes])),
+            "train/episode_len": float(np.mean([e.env_steps for e in episodes])),
+            "train/return": float(np.mean([sum(e.reward) for e in episodes])),
+        }
+
+    @abstractmethod
+    def ledger(self) -> dict[str, int]:
+        """The reconciled ledger of the run (learning/ledger.py), counted at producer, gate and consumer."""
 
     def save(self, name: str) -> str:
         assert self.run_log is not None
@@ -265,19 +277,22 @@ class Controller(ABC):
     def train(self) -> dict[str, Any]:
         self.setup()
         assert self.run_log is not None
-        success_start = self.evaluate()
+        start = self.evaluate()
+        success_start = start[0] if start else None
         self.eval_seconds = 0.0
         self.fit_start = time.monotonic()
         fit_start_wall = time.time()
         self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
                           "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
         self.fit()
-        wall = time.monotonic() - self.fit_start - self.eval_seconds
+        wall = self.train_wall()
+        eval_seconds_in_fit = self.eval_seconds
         timeline = self.export_timeline(fit_start_wall, time.time()) if self.cfg.trainer.timeline else None
-        success_final = self.evaluate()
+        final_eval = self.evaluate()
+        success_final = final_eval[0] if final_eval else None
         self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps, "train_wall_s": wall,
                           "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip
-        ledger = self.ledger.check(self.actor_wg.trained_episodes()[0])
+        ledger = self.ledger()
         final = self.save("final.pt")
         self.run_log.plot()
         summary = {
@@ -293,6 +308,7 @@ class Controller(ABC):
             "env_steps_per_s": self.env_steps_executed / wall,
             "iterations": self.iteration,
             "policy_version": self.policy_version,
+            "eval_seconds_during_training": eval_seconds_in_fit,
             "ledger": ledger,
             "timeline": timeline,
             "scheduler": self.scheduler_stats(),
@@ -339,7 +355,7 @@ class Controller(ABC):
         return summary
 
     def release_workers(self) -> None:
-        for name in ("env_wg", "eval_env_wg", "rollout_wg", "actor_wg"):
+        for name in ("env_wg", "eval_env_wg", "rollout_wg", "eval_rollout_wg", "actor_wg"):
             group = getattr(self, name, None)
             if group is not None:
                 release(group)

@@ -22,6 +22,7 @@ from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.trainer_loop import TrainerLoop, TrainPlane
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
@@ -45,16 +46,41 @@ class ActorWorker(Worker):
         self.rng = np.random.default_rng(seed)
         self.buffer: list[DataProto] = []
         self.trained_episode_ids: list[int] = []
+        self.received_episode_ids: list[int] = []  # lockstep path (the stream path counts in its TrainerLoop)
         self.spans = SpanRecorder("actor", f"actor/{self.rank}")
+        self.loop: TrainerLoop | None = None
+
+    # ---- async data plane: episodes straight from env workers, weights straight to rollout workers ------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def start_stream(self, plane: TrainPlane) -> None:
+        self.loop = TrainerLoop(self, plane)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
+    def push(self, episodes: DataProto) -> None:
+        if self.loop is None:
+            raise RuntimeError("ActorWorker.push before start_stream")
+        self.loop.push(episodes)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stream_status(self) -> dict:
+        return self.loop.status() if self.loop is not None else {"policy_version": self.policy_version, "metrics": []}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stop_stream(self) -> dict:
+        loop, self.loop = self.loop, None
+        return loop.stop() if loop is not None else {}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def get_weights(self) -> tuple[dict[str, torch.Tensor], int]:
+        if self.loop is not None and self.loop.published is not None:
+            return self.loop.published  # a consistent snapshot while the trainer thread updates the weights
         return self.policy.get_weights(), self.policy_version
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ingest(self, batch: DataProto) -> dict[str, float]:
         """Score a micro-batch under the current (proximal) weights and buffer it; update when a batch is full."""
         t0 = time.time()
+        self.received_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
         with torch.no_grad():
             prox_log_prob, _, prox_values = self._evaluate(batch, torch.arange(len(batch)))
         batch.batch["prox_log_prob"] = prox_log_prob
@@ -144,8 +170,11 @@ class ActorWorker(Worker):
         return tuple(full)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def trained_episodes(self) -> list[int]:
-        return list(self.trained_episode_ids)
+    def ledger_report(self) -> dict[str, list[int]]:
+        """The consumer side of the ledger for the lockstep path (received, trained, still buffered)."""
+        queued = [i for b in self.buffer for i in b.non_tensor_batch["episode_id"].tolist()]
+        return {"received": list(self.received_episode_ids), "trained": list(self.trained_episode_ids),
+                "dropped": [], "queued": queued}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save(self, path: str, **meta) -> str:

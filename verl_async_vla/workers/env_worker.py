@@ -1,8 +1,8 @@
-"""EnvWorker: one rank holds one env shard (N envs). No scheduling here: callers decide who steps when."""
+"""EnvWorker: one rank holds N envs, each on its own lane (thread + one-env shard, sampling/env_lanes.py).
+No scheduling here: `reset`/`step` serve the lockstep callers (sync training, evaluation); `start_stream` runs
+every env's own episode loop for the async data plane (sampling/env_stream.py)."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
@@ -11,8 +11,10 @@ from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.config.schema import EnvConfig, from_dict
-from verl_async_vla.envs import EnvSpec, make_env_shard
-from verl_async_vla.telemetry.timeline import Span, SpanRecorder
+from verl_async_vla.envs import EnvSpec
+from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
+from verl_async_vla.telemetry.timeline import Span
 from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
 
 
@@ -21,51 +23,68 @@ class EnvWorker(Worker):
         super().__init__()
         set_thread_budget(torch_threads)
         self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
-        self.shard = make_env_shard(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
-        self.spans = SpanRecorder("env", f"env/{self.rank}")
+        self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
+        self.stream: EnvStream | None = None
+        self.episodes_ended = 0  # lockstep path: episode ends seen here, the producer-side count
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def spec(self) -> EnvSpec:
-        return self.shard.spec
+        return self.lanes.spec
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def reset(self, env_ids: np.ndarray | None = None, seeds: np.ndarray | None = None) -> DataProto:
-        """Reset `env_ids` of this shard (all when None); `seeds` pin layouts (held-out evaluation)."""
-        t0 = time.time()
-        ids = np.arange(self.shard.num_envs) if env_ids is None else np.asarray(env_ids)
-        out = obs_to_proto(self.shard.reset(ids, seeds), self.rank)
-        self.spans.record(t0, batch=len(ids))
-        return out
+        """Reset `env_ids` of this worker (all when None), in parallel; `seeds` pin layouts (held-out eval)."""
+        ids = np.arange(self.lanes.num_envs) if env_ids is None else np.asarray(env_ids)
+        return obs_to_proto(self.lanes.reset(ids, seeds), self.rank)
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def step(self, data: DataProto) -> DataProto:
-        """Execute action chunks for the rows whose `env_key` belongs to this shard and that are `active`."""
-        t0 = time.time()
+        """Execute action chunks for the rows whose `env_key` belongs to this worker and that are `active`; the
+        envs step in parallel and the call returns when the slowest is done (the lockstep barrier)."""
         ranks, local = split_env_key(data.non_tensor_batch["env_key"])
         active = data.batch["active"].numpy().astype(bool) & (ranks == self.rank)
-        res = self.shard.step(local[active], data.batch["actions"][active].numpy())
-        self.spans.record(t0, batch=int(active.sum()))
+        res = self.lanes.step(local[active], data.batch["actions"][active].numpy())
+        self.episodes_ended += int((res.terminated | res.truncated).sum())
         return step_to_proto(res, self.rank)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def step_and_reset(self, data: DataProto) -> tuple[DataProto, DataProto]:
-        """Async path, called on one shard's handle: step the given envs, reset at once those whose episode ended
-        (no waiting for the others) and return (outcomes, first observations of the new episodes)."""
-        t0 = time.time()
-        _, local = split_env_key(data.non_tensor_batch["env_key"])
-        res = self.shard.step(local, data.batch["actions"].numpy())
-        finished = res.obs.env_ids[res.terminated | res.truncated]
-        out = step_to_proto(res, self.rank), obs_to_proto(self.shard.reset(finished), self.rank)
-        self.spans.record(t0, batch=len(local))
-        return out
+    def episodes_ended_count(self) -> int:
+        return self.episodes_ended
+
+    # ---- async data plane -------------------------------------------------------------------------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def start_stream(self, plane: StreamPlane) -> None:
+        self.stream = EnvStream(self.lanes, self.rank, plane)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
+    def deliver(self, answer: DataProto, rollout: int) -> None:
+        """Action chunks for some of this worker's envs, sent by a rollout worker. After a stop, answers still in
+        transit belong to abandoned episodes (counted there) and are ignored."""
+        stream = self.stream
+        if stream is not None:
+            stream.deliver(answer, rollout)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def oldest_open_version(self) -> int | None:
+        return None if self.stream is None else self.stream.oldest_open_version()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stream_stats(self) -> dict:
+        assert self.stream is not None, "stream_stats before start_stream"
+        return self.stream.stats()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stop_stream(self) -> dict:
+        stream, self.stream = self.stream, None
+        return {} if stream is None else stream.stop()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
-        return self.spans.drain()
+        return self.lanes.drain_spans()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def close(self) -> None:
-        self.shard.close()
+        self.lanes.close()
 
 
 def actions_for_all_envs(

@@ -25,6 +25,11 @@ from verl.single_controller.ray.base import create_colocated_worker_cls
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
 
 
+# Workers are threaded Ray actors: in the async data plane an env worker receives answers (`deliver`) while its envs
+# step, a rollout worker receives requests while it infers, and the actor receives episodes while it trains.
+MAX_CONCURRENCY = 16
+
+
 def init_ray(address: str | None, logical_cpus: int) -> None:
     """Start (or join) Ray. Logical CPUs may exceed physical cores: workers are mostly idle-waiting on each other,
     and each one pins its own thread count, so oversubscription is intended."""
@@ -53,9 +58,9 @@ def spawn_group(
 ) -> RayWorkerGroup:
     """One role's `RayWorkerGroup` on its own pool (disaggregated placement)."""
     prefix, pool = _pool(world_size, name, use_gpu)
-    group = RayWorkerGroup(
-        pool, RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs), name_prefix=prefix
-    )
+    cls = RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs)
+    cls.update_options({"max_concurrency": MAX_CONCURRENCY})
+    group = RayWorkerGroup(pool, cls, name_prefix=prefix)
     group.resource_pool_ref = pool  # kept for release()
     group.handles = list(group.workers)
     return group
@@ -68,6 +73,8 @@ class RoleHandle:
         self._actor, self._role = actor, role
 
     def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):  # pickling looks up dunders before _actor exists
+            raise AttributeError(method)
         return getattr(self._actor, f"{self._role}_{method}")
 
 
@@ -79,6 +86,7 @@ def spawn_colocated(
     fused = create_colocated_worker_cls(
         {role: RayClassWithInitArgs(ray.remote(cls), **kwargs) for role, (cls, kwargs) in roles.items()}
     )
+    fused.update_options({"max_concurrency": MAX_CONCURRENCY})
     groups = RayWorkerGroup(pool, fused, name_prefix=prefix).spawn(prefix_set=set(roles))
     for role, group in groups.items():
         group.resource_pool_ref = pool

@@ -3,7 +3,9 @@ value, tagged with the policy version that produced them; takes new weights by v
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import torch
 from verl import DataProto
@@ -12,6 +14,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.models import build_policy
+from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget
 
@@ -24,13 +27,33 @@ class RolloutWorker(Worker):
         self.policy = build_policy(ModelConfig(**model_cfg)).eval()
         self.policy_version = -1  # no weights yet
         self.spans = SpanRecorder("rollout", f"rollout/{self.rank}")
+        self.model_lock = threading.Lock()  # weights change between batches, never during one
+        self.server: InferenceServer | None = None
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
-        if version > self.policy_version:
-            self.policy.load_weights(weights)
-            self.policy_version = version
-        return self.policy_version
+        with self.model_lock:
+            if version > self.policy_version:
+                self.policy.load_weights(weights)
+                self.policy_version = version
+            return self.policy_version
+
+    # ---- async data plane: requests straight from env workers -----------------------------------------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def start_serving(self, env_workers: list[Any], max_batch: int, max_wait_ms: float) -> None:
+        self.server = InferenceServer(self.generate, env_workers, self.rank, max_batch, max_wait_ms / 1000.0)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
+    def submit(self, rows: DataProto) -> None:
+        """Queue observation rows from an env worker; the answer goes back to it directly."""
+        if self.server is None:
+            raise RuntimeError("RolloutWorker.submit before start_serving")
+        self.server.submit(rows)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def stop_serving(self) -> dict[str, float]:
+        server, self.server = self.server, None
+        return {} if server is None else server.stop()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
@@ -47,16 +70,17 @@ class RolloutWorker(Worker):
             raise RuntimeError("RolloutWorker.generate called before set_weights: publish version 0 first")
         t0 = time.time()
         deterministic = bool(data.meta_info.get("deterministic", False))
-        with torch.no_grad():
+        with self.model_lock, torch.no_grad():
             out = self.policy.act(proto_to_policy_obs(data), deterministic=deterministic)
+            version = self.policy_version
         n = out.actions.shape[0]
-        self.spans.record(t0, batch=n, version=self.policy_version)
+        self.spans.record(t0, batch=n, version=version)
         return DataProto.from_dict(
             tensors={
                 "actions": out.actions,
                 "old_log_prob": out.log_prob,
                 "values": out.value,
-                "policy_version": torch.full((n,), self.policy_version, dtype=torch.long),
+                "policy_version": torch.full((n,), version, dtype=torch.long),
             },
             non_tensors={"env_key": data.non_tensor_batch["env_key"]},
         )

@@ -1,0 +1,1 @@
+"""Where samples are trained on: the actor-side episode intake, the staleness rule and the trainer loop."""

@@ -1,0 +1,86 @@
+"""The trajectory ledger: every episode is produced once and ends trained, dropped as stale or still queued.
+
+Counted in three places that never read each other's numbers: the producers (env workers, or the driver's
+episode assembler in lockstep mode, cross-checked against the env workers' count of episode ends), the gate
+(dropped) and the consumer (the actor: received, trained, queued untrained at the end). `reconcile` compares them:
+produced == received (nothing lost or invented in transport), and received == trained + dropped + queued with the
+three sets disjoint (nothing trained twice, nothing unaccounted). Any difference raises, naming the episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class LedgerError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrajectoryLedger:
+    """The lockstep driver's own record of produced episodes (ids it assigned) and of what it saw trained."""
+
+    produced: dict[int, int] = field(default_factory=dict)  # episode id -> decisions (samples)
+    trained: set[int] = field(default_factory=set)
+    dropped_stale: set[int] = field(default_factory=set)
+
+    def record_produced(self, episodes: Iterable[tuple[int, int]]) -> None:
+        for eid, samples in episodes:
+            if eid in self.produced:
+                raise LedgerError(f"episode {eid} produced twice")
+            self.produced[eid] = samples
+
+    def _settle(self, ids: Iterable[int], into: set[int], what: str) -> None:
+        for eid in ids:
+            if eid not in self.produced:
+                raise LedgerError(f"episode {eid} {what} but never produced")
+            if eid in self.trained or eid in self.dropped_stale:
+                raise LedgerError(f"episode {eid} {what} after it was already settled")
+            into.add(eid)
+
+    def record_trained(self, ids: Iterable[int]) -> None:
+        self._settle(ids, self.trained, "trained")
+
+    def record_dropped(self, ids: Iterable[int]) -> None:
+        self._settle(ids, self.dropped_stale, "dropped as stale")
+
+
+def reconcile(
+    produced: dict[int, int], received: list[int], trained: list[int], dropped: list[int], queued: list[int]
+) -> dict[str, int]:
+    """Compare the producer's, the gate's and the consumer's independent counts; raise on any difference."""
+    for name, ids in (("received", received), ("trained", trained), ("dropped", dropped), ("queued", queued)):
+        if len(ids) != len(set(ids)):
+            raise LedgerError(f"the actor reports some episode as {name} more than once")
+    got, made = set(received), set(produced)
+    if got != made:
+        raise LedgerError(
+            f"producers and actor disagree: {len(made - got)} produced but never received "
+            f"(e.g. {sorted(made - got)[:3]}), {len(got - made)} received but never produced"
+        )
+    t, d, q = set(trained), set(dropped), set(queued)
+    if t & d or t & q or d & q:
+        raise LedgerError(f"an episode is in two states: {sorted((t & d) | (t & q) | (d & q))[:3]}")
+    unaccounted = got - t - d - q
+    if unaccounted or (t | d | q) - got:
+        raise LedgerError(
+            f"{len(unaccounted)} received episodes are neither trained, dropped nor queued "
+            f"(e.g. {sorted(unaccounted)[:3]}); {len((t | d | q) - got)} settled episodes were never received"
+        )
+
+    def samples(ids: Iterable[int]) -> int:
+        return sum(produced[i] for i in ids)
+
+    return {
+        "episodes_produced": len(produced),
+        "episodes_received": len(received),
+        "episodes_trained": len(t),
+        "episodes_dropped_stale": len(d),
+        "episodes_in_flight": len(q),  # finished, queued at the actor, not trained when the run stopped
+        "episodes_unaccounted": len(unaccounted),
+        "samples_produced": samples(produced),
+        "samples_trained": samples(t),
+        "samples_dropped_stale": samples(d),
+        "samples_in_flight": samples(q),
+    }

@@ -1,0 +1,113 @@
+"""The staleness bound, in policy versions: no trained sample is more than `max_staleness` (S) versions older than
+the weights it is trained with (verl fully_async's and RLinf's `staleness_threshold` meaning). Two places enforce it:
+
+1. Admission (producer side, `pause` only): an episode may start only with a credit. By the time version w is
+   published, (w + S + 1) x B credits exist in total (B = `algo.train_batch_episodes`), plus one for every episode
+   discarded, so untrained work never exceeds what the next S + 1 updates can absorb. Producers keep running through
+   an update while credits remain; they pause only when they are S + 1 batches ahead.
+2. Training (actor side, `learning/trainer_loop.py`): before training with weights u, every untrained episode whose
+   oldest decision is at version <= u - S must be in this batch (it could never be trained later). If such an
+   episode is still open in an env, the actor waits for it (`pause`), or, with `drop`, drops what is already too
+   old and counts it. The actor picks the oldest episodes first.
+
+`pause` drops nothing; `drop` never waits and counts what it discards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+
+from verl_async_vla.sampling.trajectory import Episode
+
+STALE_POLICIES = ("pause", "drop")
+
+
+class StalenessGate:
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int):
+        if policy not in STALE_POLICIES:
+            raise ValueError(f"trainer.stale_policy={policy!r} is unknown; use 'pause' or 'drop'.")
+        if max_staleness < 0:
+            raise ValueError("trainer.max_staleness must be >= 0 (versions)")
+        self.max_staleness, self.policy, self.batch = max_staleness, policy, train_batch_episodes
+        self.version = 0
+        self.granted = 0
+        self.released = 0
+
+    # ---- admission ---------------------------------------------------------------------------------------
+    def credits_total(self) -> int | None:
+        """Episode starts allowed so far (None: unbounded, `drop` mode)."""
+        if self.policy == "drop":
+            return None
+        return (self.version + self.max_staleness + 1) * self.batch + self.released
+
+    def available(self) -> int | None:
+        total = self.credits_total()
+        return None if total is None else total - self.granted
+
+    def grant(self, wanted: int) -> int:
+        free = self.available()
+        n = wanted if free is None else max(0, min(wanted, free))
+        self.granted += n
+        return n
+
+    def advance(self, version: int) -> None:
+        self.version = max(self.version, version)
+
+    def release(self, episodes: int) -> None:
+        """Discarded episodes give their credit back (they will never be trained)."""
+        self.released += episodes
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def must_train(self, oldest_version: int, actor_version: int) -> bool:
+        """True when an episode whose oldest decision is `oldest_version` can only be trained now."""
+        return oldest_version <= actor_version - self.max_staleness
+
+    def too_old(self, oldest_version: int, actor_version: int) -> bool:
+        return actor_version - oldest_version > self.max_staleness
+
+    def split(self, episodes: list[Episode], actor_version: int) -> tuple[list[Episode], list[Episode]]:
+        """-> (fresh enough to train, too old). `pause` never produces too-old episodes, so it drops none."""
+        if self.policy == "pause":
+            return episodes, []
+        fresh = [e for e in episodes if not self.too_old(min(e.version), actor_version)]
+        stale = [e for e in episodes if self.too_old(min(e.version), actor_version)]
+        return fresh, stale
+
+
+@ray.remote(num_cpus=0)
+class GateServer:
+    """The admission half of the gate as a tiny async Ray actor: env workers ask it for start credits (one call per
+    batch of resets, never per decision), the actor tells it each new version. Control plane only."""
+
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int):
+        self.gate = StalenessGate(max_staleness, policy, train_batch_episodes)
+        self.changed = asyncio.Condition()
+        self.paused_waits = 0
+
+    async def acquire(self, wanted: int, timeout_s: float = 0.5) -> int:
+        """Grant up to `wanted` credits; wait (bounded) while none are free, so callers can notice a stop."""
+        async with self.changed:
+            if self.gate.available() == 0:
+                self.paused_waits += 1
+                try:
+                    await asyncio.wait_for(self.changed.wait_for(lambda: self.gate.available() != 0), timeout_s)
+                except asyncio.TimeoutError:
+                    return 0
+            return self.gate.grant(wanted)
+
+    async def advance(self, version: int) -> None:
+        async with self.changed:
+            self.gate.advance(version)
+            self.changed.notify_all()
+
+    async def release(self, episodes: int) -> None:
+        async with self.changed:
+            self.gate.release(episodes)
+            self.changed.notify_all()
+
+    async def stats(self) -> dict[str, int]:
+        total = self.gate.credits_total()
+        return {"granted": self.gate.granted, "credits_total": -1 if total is None else total,
+                "paused_waits": self.paused_waits}  # fmt: skip

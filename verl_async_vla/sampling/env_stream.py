@@ -1,0 +1,256 @@
+"""The async data plane on the env side: every env runs its own episode loop on its own lane.
+
+Per env, forever (until stopped): take a start credit from the staleness gate -> reset -> post the observation to
+the outbox -> wait for *its* action chunk -> step -> record the decision into the open episode -> at episode end,
+hand the episode to the actor outbox. An env waits only for its own inference answer and its own simulator; a
+sibling's 1 s reset or slow step holds nobody else.
+
+Two sender threads keep the driver off the hot path:
+- requests: whatever observations are waiting go to the least-loaded rollout worker in one call
+  (`RolloutWorker.submit`); the answer comes back as a call to this worker's `deliver`, straight from the rollout
+  worker (which knows every env worker's handle);
+- episodes: finished episodes go to the actor in one call (`ActorWorker.push`).
+The producer side of the ledger is counted here, independently of the actor's count.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from verl import DataProto
+
+from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
+from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
+
+
+@dataclass
+class StreamPlane:
+    """Who an env worker talks to in the async data plane (Ray actor handles, passed once at start)."""
+
+    rollouts: list[Any]
+    actor: Any
+    gate: Any
+    horizon: int  # decisions per episode at most (padding length)
+
+
+@dataclass
+class _Slot:
+    """One env's mailbox: its pending answer and the event its lane waits on."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    answer: tuple[np.ndarray, float, float, int] | None = None  # actions (K, A), log-prob, value, version
+
+
+class EnvStream:
+    def __init__(self, lanes: EnvLanes, rank: int, plane: StreamPlane):
+        self.lanes, self.rank, self.plane = lanes, rank, plane
+        n = lanes.num_envs
+        self.slots = [_Slot() for _ in range(n)]
+        self.stopping = threading.Event()
+        self.cond = threading.Condition()
+        self.requests: list[tuple[int, Any]] = []  # (env, ShardObs of one row)
+        self.finished: list[Episode] = []
+        self.credits = 0
+        self.credit_waiters = 0
+        self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
+        self.open_version: dict[int, int] = {}  # env -> version of its open episode's first decision
+        self._ids = itertools.count()
+        # producer-side ledger (compared with the actor's own count at the end of the run)
+        self.produced: list[tuple[int, int]] = []  # (episode id, decisions)
+        self.executed_steps = 0
+        self.finished_env_steps = 0
+        self.abandoned_open = 0
+        self.pushes: list[ray.ObjectRef] = []
+        self.error: BaseException | None = None
+        self.threads = [
+            threading.Thread(target=self._send_requests, name=f"env{rank}-requests", daemon=True),
+            threading.Thread(target=self._send_episodes, name=f"env{rank}-episodes", daemon=True),
+            threading.Thread(target=self._take_credits, name=f"env{rank}-credits", daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+        self.loops = [lanes.submit(i, self._episode_loop, i) for i in range(n)]
+
+    # ---- per-env loop (on the env's own lane) --------------------------------------------------------------
+    def _episode_loop(self, env: int) -> None:
+        try:
+            while not self.stopping.is_set():
+                if not self._acquire_credit():
+                    return
+                obs = self.lanes.reset_env(env)
+                key = self.rank * ENV_KEY_STRIDE + env
+                ep = Episode((self.rank << 32) | next(self._ids), key, obs.instruction[0])
+                done = False
+                while not done:
+                    answer = self._infer(env, obs)
+                    if answer is None:  # stopping: the open episode is abandoned (never produced)
+                        with self.cond:
+                            self.abandoned_open += 1
+                        return
+                    actions, log_prob, value, version = answer
+                    if not ep.version:
+                        with self.cond:
+                            self.open_version[env] = version
+                    res = self.lanes.step_env(env, actions)
+                    ep.image.append(obs.image[0])
+                    ep.state.append(obs.state[0])
+                    ep.actions.append(actions)
+                    ep.log_prob.append(log_prob)
+                    ep.value.append(value)
+                    ep.version.append(version)
+                    ep.reward.append(float(res.reward[0]))
+                    ep.env_steps += int(res.env_steps[0])
+                    done = bool(res.terminated[0] or res.truncated[0])
+                    obs = res.obs
+                    with self.cond:
+                        self.executed_steps += int(res.env_steps[0])
+                ep.success = bool(res.success[0])
+                with self.cond:
+                    self.open_version.pop(env, None)
+                    self.produced.append((ep.episode_id, len(ep)))
+                    self.finished_env_steps += ep.env_steps
+                    self.finished.append(ep)
+                    self.cond.notify_all()
+        except BaseException as err:  # surfaced to the driver by stream_stats / stop
+            self.error = err
+            self.stopping.set()
+            with self.cond:
+                self.cond.notify_all()
+            raise
+
+    def _acquire_credit(self) -> bool:
+        """A new episode may start only with a credit from the staleness gate (pause mode bounds the lag)."""
+        with self.cond:
+            self.credit_waiters += 1
+            self.cond.notify_all()
+            while self.credits == 0 and not self.stopping.is_set():
+                self.cond.wait(0.1)
+            self.credit_waiters -= 1
+            if self.stopping.is_set():
+                return False
+            self.credits -= 1
+            return True
+
+    def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int] | None:
+        slot = self.slots[env]
+        slot.ready.clear()
+        slot.answer = None
+        with self.cond:
+            self.requests.append((env, obs))
+            self.cond.notify_all()
+        while not slot.ready.wait(0.1) and not self.stopping.is_set():
+            pass
+        return None if self.stopping.is_set() else slot.answer
+
+    # ---- answers from rollout workers (Ray calls on this worker's threads) -----------------------------------
+    def deliver(self, answer: DataProto, rollout: int) -> None:
+        _, local = split_env_key(answer.non_tensor_batch["env_key"])
+        b = answer.batch
+        actions, log_prob = b["actions"].numpy(), b["old_log_prob"].numpy()
+        values, versions = b["values"].numpy(), b["policy_version"].numpy()
+        with self.cond:
+            self.outstanding[rollout] -= len(local)
+        for row, env in enumerate(local.tolist()):
+            slot = self.slots[env]
+            slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]))
+            slot.ready.set()
+
+    # ---- sender threads ---------------------------------------------------------------------------------
+    def _send_requests(self) -> None:
+        while True:
+            with self.cond:
+                while not self.requests and not self.stopping.is_set():
+                    self.cond.wait(0.1)
+                if self.stopping.is_set():
+                    return
+                batch, self.requests = self.requests, []
+                target = int(np.argmin(self.outstanding))
+                self.outstanding[target] += len(batch)
+            envs = np.array([e for e, _ in batch], dtype=np.int64)
+            data = DataProto.from_dict(
+                tensors={
+                    "image": torch.from_numpy(np.concatenate([o.image for _, o in batch])),
+                    "state": torch.from_numpy(np.concatenate([o.state for _, o in batch])),
+                },
+                non_tensors={
+                    "instruction": np.array([o.instruction[0] for _, o in batch], dtype=object),
+                    "env_key": envs + self.rank * ENV_KEY_STRIDE,
+                },
+            )
+            self.plane.rollouts[target].submit.remote(data)
+
+    def _send_episodes(self) -> None:
+        while True:
+            with self.cond:
+                while not self.finished and not self.stopping.is_set():
+                    self.cond.wait(0.1)
+                episodes, self.finished = self.finished, []
+            if episodes:
+                self.pushes.append(self.plane.actor.push.remote(episodes_to_proto(episodes, self.plane.horizon)))
+                self.pushes = [r for r in self.pushes if not _done(r)]
+            elif self.stopping.is_set():
+                return
+
+    def _take_credits(self) -> None:
+        """Ask the gate for as many credits as lanes wait for; the gate answers when it can grant some."""
+        while not self.stopping.is_set():
+            with self.cond:
+                while (self.credit_waiters <= self.credits) and not self.stopping.is_set():
+                    self.cond.wait(0.1)
+                want = self.credit_waiters - self.credits
+            if want <= 0:
+                continue
+            granted = ray.get(self.plane.gate.acquire.remote(want))
+            with self.cond:
+                self.credits += granted
+                self.cond.notify_all()
+
+    # ---- control ----------------------------------------------------------------------------------------
+    def oldest_open_version(self) -> int | None:
+        """The oldest policy version among open episodes that have had a decision (None: none open)."""
+        with self.cond:
+            return min(self.open_version.values(), default=None)
+
+    def stats(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
+        with self.cond:
+            return {"produced_episodes": len(self.produced), "finished_env_steps": self.finished_env_steps,
+                    "executed_env_steps": self.executed_steps}  # fmt: skip
+
+    def stop(self) -> dict[str, Any]:
+        """Stop every loop (open episodes are abandoned and counted), flush finished episodes to the actor."""
+        self.stopping.set()
+        with self.cond:
+            self.cond.notify_all()
+        for slot in self.slots:
+            slot.ready.set()
+        for f in self.loops:
+            f.exception()  # wait; a loop's own error is reported below
+        for t in self.threads:
+            t.join(timeout=30)
+        if self.finished:  # finished after the sender's last look
+            self.pushes.append(self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)))
+            self.finished = []
+        ray.get(self.pushes)  # every finished episode has reached the actor before the ledger is read
+        if self.error is not None:
+            raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
+        return {
+            "produced": list(self.produced),
+            "executed_env_steps": self.executed_steps,
+            "finished_env_steps": self.finished_env_steps,
+            "abandoned_open": self.abandoned_open,
+            "credits_unused": self.credits,
+        }
+
+
+def _done(ref: ray.ObjectRef) -> bool:
+    return bool(ray.wait([ref], timeout=0)[0])
+

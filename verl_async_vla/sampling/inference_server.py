@@ -1,0 +1,74 @@
+"""The async data plane on the rollout side: dynamic batching where the requests arrive.
+
+Env workers call `RolloutWorker.submit(rows)` (any number of env workers per rollout worker, each sending whatever
+observations it has ready). A server thread forms batches with the `DynamicBatcher` (at most `max_batch` rows, or
+what waited `max_wait_ms`, oldest first), runs the policy, and sends each env worker its rows of the answer
+directly (`EnvWorker.deliver`). New weights are applied between batches, never during one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from verl import DataProto
+
+from verl_async_vla.sampling.batcher import DynamicBatcher
+from verl_async_vla.workers.codec import split_env_key
+
+
+class InferenceServer:
+    def __init__(self, generate: Callable[[DataProto], DataProto], env_workers: list[Any], rank: int,
+                 max_batch: int, max_wait_s: float):  # fmt: skip
+        self.generate, self.env_workers, self.rank = generate, env_workers, rank
+        self.batcher = DynamicBatcher(max_batch, max_wait_s)
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.stats = {"batches": 0, "rows": 0, "queue_wait_s": 0.0}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, name=f"rollout{rank}-server", daemon=True)
+        self.thread.start()
+
+    def submit(self, rows: DataProto) -> None:
+        with self.cond:
+            self.batcher.put(0, rows, time.monotonic())
+            self.cond.notify_all()
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while not self.stopping:
+                        now = time.monotonic()
+                        wait = self.batcher.wait_left(now)
+                        if wait == 0.0:
+                            break
+                        self.cond.wait(0.1 if wait is None else wait)
+                    if self.stopping:
+                        return
+                    batch = self.batcher.pop_batch(time.monotonic())
+                if batch is None:
+                    continue
+                self.stats["queue_wait_s"] += batch.meta_info.pop("queue_wait_s")
+                self.stats["batches"] += 1
+                self.stats["rows"] += len(batch)
+                answer = self.generate(batch)
+                shards, _ = split_env_key(answer.non_tensor_batch["env_key"])
+                for shard in np.unique(shards):
+                    rows = np.flatnonzero(shards == shard)
+                    self.env_workers[int(shard)].deliver.remote(answer.select_idxs(rows), self.rank)
+        except BaseException as err:
+            self.error = err
+            raise
+
+    def stop(self) -> dict[str, float]:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        self.thread.join(timeout=30)
+        if self.error is not None:
+            raise RuntimeError(f"rollout worker {self.rank}: the inference server failed: {self.error!r}")
+        return dict(self.stats)
