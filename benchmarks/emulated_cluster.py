@@ -34,7 +34,7 @@ def overrides(gpus: int, envs_per_gpu: int, profile: str, rounds: int) -> list[s
         "model.name=cost_model", "model.init=scratch", f"model.cost_profile={profile}",
         f"model.emulated_gpus={max(1, gpus // 2)}",
         f"algo.train_batch_episodes={envs}", "algo.ppo_epochs=1", "algo.minibatch_size=512",
-        f"trainer.micro_batch_episodes={max(1, envs // 4)}", f"trainer.max_batch={max(64, envs // 4)}",
+        f"trainer.max_batch={max(64, envs // 4)}",
         "trainer.eval_episodes=0", "trainer.timeline=true",
         f"trainer.total_env_steps={envs * 25 * rounds}",  # ~25 control steps per emulated episode
     ]  # fmt: skip

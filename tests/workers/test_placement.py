@@ -15,9 +15,8 @@ pytestmark = pytest.mark.slow
 def test_colocated_run_shares_one_process_and_trains(ray_session, small_cfg, trainer):
     cfg = dataclasses.replace(
         small_cfg,
-        trainer=dataclasses.replace(small_cfg.trainer, name=trainer, placement="colocated", total_env_steps=80,
-                                    micro_batch_episodes=2),
-    )  # fmt: skip
+        trainer=dataclasses.replace(small_cfg.trainer, name=trainer, placement="colocated", total_env_steps=80),
+    )
     controller = build_controller(cfg)
     try:
         summary = controller.train()

@@ -124,9 +124,11 @@ class TrainerConfig:
     progress: bool = True
     timeline: bool = False  # write trace.json (Chrome/Perfetto), timeline.png and timeline_summary.json
     # async_vla only (the sync controller has no queues to bound):
-    max_batch: int = 64  # dynamic batcher: rows per inference call at most
-    max_wait_ms: float = 5.0  # dynamic batcher: longest a request waits for company
-    micro_batch_episodes: int = 16  # episodes streamed to the actor per ingest call
+    max_batch: int = 64  # dynamic batcher (rollout side): rows per inference call at most
+    # dynamic batcher: longest a request waits for company when the rollout worker is free. 0 = continuous
+    # batching (a free server takes what is ready; requests that arrive during a call form the next batch); raise
+    # it when a call has a large fixed cost and envs are few
+    max_wait_ms: float = 0.0
     max_staleness: int = 1  # versions
     stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance

@@ -35,7 +35,8 @@ class AsyncVLAController(Controller):
     def setup(self) -> None:
         super().setup()
         t = self.cfg.trainer
-        self.gate = GateServer.remote(t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes)
+        envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
+        self.gate = GateServer.remote(t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs)
         ray.get(self.gate.advance.remote(self.policy_version))  # its process is up before the clock starts
 
     def fit(self) -> None:
@@ -105,7 +106,11 @@ class AsyncVLAController(Controller):
     def scheduler_stats(self) -> dict[str, float]:
         rows = sum(s["rows"] for s in self.serving)
         batches = max(sum(s["batches"] for s in self.serving), 1)
+        n = max(sum(p["latency"]["decisions"] for p in self.producers), 1)
+        round_trip = {f"decision_{k[:-2]}_ms": 1000.0 * sum(p["latency"][k] for p in self.producers) / n
+                      for k in self.producers[0]["latency"] if k.endswith("_s")}  # fmt: skip
         return {
+            **round_trip,
             "infer_batch_mean": rows / batches,
             "infer_queue_wait_ms": 1000.0 * sum(s["queue_wait_s"] for s in self.serving) / batches,
             "requests": rows,

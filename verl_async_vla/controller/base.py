@@ -355,6 +355,10 @@ class Controller(ABC):
         return summary
 
     def release_workers(self) -> None:
+        # Simulators close on their own lanes first: a render context freed from another thread at process exit
+        # fails (EGL contexts are bound to the thread that made them current).
+        envs = [w for name in ("env_wg", "eval_env_wg") if getattr(self, name, None) for w in getattr(self, name).handles]
+        ray.wait([w.close.remote() for w in envs], num_returns=len(envs), timeout=30)
         for name in ("env_wg", "eval_env_wg", "rollout_wg", "eval_rollout_wg", "actor_wg"):
             group = getattr(self, name, None)
             if group is not None:

@@ -74,7 +74,7 @@ def make_env_shard(cfg: EnvConfig, seed: int, rank: int = 0) -> EnvShard:
     if cfg.latency != "none":
         from verl_async_vla.envs.wrappers import PROFILES, LatencyShard
 
-        shard = LatencyShard(shard, PROFILES[cfg.latency], seed)
+        shard = LatencyShard(shard, PROFILES[cfg.latency], seed, rank)
     return shard
 
 

@@ -2,9 +2,10 @@
 the weights it is trained with (verl fully_async's and RLinf's `staleness_threshold` meaning). Two places enforce it:
 
 1. Admission (producer side, `pause` only): an episode may start only with a credit. By the time version w is
-   published, (w + S + 1) x B credits exist in total (B = `algo.train_batch_episodes`), plus one for every episode
-   discarded, so untrained work never exceeds what the next S + 1 updates can absorb. Producers keep running through
-   an update while credits remain; they pause only when they are S + 1 batches ahead.
+   published, (w + S + 1) x B + E credits exist in total (B = `algo.train_batch_episodes`, E = the number of
+   training envs, whose open episodes come on top), plus one for every episode discarded, so finished untrained work
+   stays within what the next S + 1 updates absorb. Producers keep running through an update while credits remain;
+   they pause only when they are S + 1 batches ahead. This bounds the queue; the lag bound itself comes from 2.
 2. Training (actor side, `learning/trainer_loop.py`): before training with weights u, every untrained episode whose
    oldest decision is at version <= u - S must be in this batch (it could never be trained later). If such an
    episode is still open in an env, the actor waits for it (`pause`), or, with `drop`, drops what is already too
@@ -25,12 +26,13 @@ STALE_POLICIES = ("pause", "drop")
 
 
 class StalenessGate:
-    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int):
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int = 0):
         if policy not in STALE_POLICIES:
             raise ValueError(f"trainer.stale_policy={policy!r} is unknown; use 'pause' or 'drop'.")
         if max_staleness < 0:
             raise ValueError("trainer.max_staleness must be >= 0 (versions)")
         self.max_staleness, self.policy, self.batch = max_staleness, policy, train_batch_episodes
+        self.num_envs = num_envs
         self.version = 0
         self.granted = 0
         self.released = 0
@@ -40,7 +42,7 @@ class StalenessGate:
         """Episode starts allowed so far (None: unbounded, `drop` mode)."""
         if self.policy == "drop":
             return None
-        return (self.version + self.max_staleness + 1) * self.batch + self.released
+        return (self.version + self.max_staleness + 1) * self.batch + self.num_envs + self.released
 
     def available(self) -> int | None:
         total = self.credits_total()
@@ -81,8 +83,8 @@ class GateServer:
     """The admission half of the gate as a tiny async Ray actor: env workers ask it for start credits (one call per
     batch of resets, never per decision), the actor tells it each new version. Control plane only."""
 
-    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int):
-        self.gate = StalenessGate(max_staleness, policy, train_batch_episodes)
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int):
+        self.gate = StalenessGate(max_staleness, policy, train_batch_episodes, num_envs)
         self.changed = asyncio.Condition()
         self.paused_waits = 0
 

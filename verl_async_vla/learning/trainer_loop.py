@@ -125,7 +125,7 @@ class TrainerLoop:
         b["prox_log_prob"][rows] = log_prob
         b["prox_values"][rows] = values
         b["prox_version"][rows] = self.actor.policy_version
-        self.actor.spans.record(t0, batch=len(rows), version=self.actor.policy_version)
+        self.actor.spans.record(t0, batch=len(rows), version=self.actor.policy_version, kind="score")
 
     def _train_one_batch(self) -> None:
         u = self.actor.policy_version
@@ -148,7 +148,7 @@ class TrainerLoop:
         self.queue = self.queue.select_idxs(np.array(left, dtype=np.int64)) if left else None
         t0 = time.time()
         metrics = self.actor._update(batch)
-        self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version)
+        self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
         t_pub = time.monotonic()
         self.publish()
         metrics["actor/publish_s"] = time.monotonic() - t_pub

@@ -48,14 +48,14 @@ class EnvLanes:
         """On env's own thread (the caller is that lane): start a new episode."""
         t0 = time.time()
         obs = self.shards[env].reset(np.zeros(1, np.int64), None if seed is None else np.array([seed]))
-        self.spans[env].record(t0, batch=1)
+        self.spans[env].record(t0, batch=1, kind="reset")
         return obs
 
     def step_env(self, env: int, chunk: np.ndarray) -> ShardStep:
         """On env's own thread: execute one action chunk (K, A)."""
         t0 = time.time()
         res = self.shards[env].step(np.zeros(1, np.int64), chunk[None])
-        self.spans[env].record(t0, batch=1)
+        self.spans[env].record(t0, batch=1, kind="step")
         return res
 
     def submit(self, env: int, fn: Callable[..., T], *args: Any) -> Future[T]:

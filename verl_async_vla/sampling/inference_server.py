@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from verl import DataProto
 
 from verl_async_vla.sampling.batcher import DynamicBatcher
@@ -32,7 +33,13 @@ class InferenceServer:
         self.thread = threading.Thread(target=self._serve, name=f"rollout{rank}-server", daemon=True)
         self.thread.start()
 
-    def submit(self, rows: DataProto) -> None:
+    def submit(self, rows: dict[str, np.ndarray]) -> None:
+        """Numpy rows from an env worker (image, state, instruction, env_key and the request's clocks)."""
+        rows = DataProto.from_dict(
+            tensors={k: torch.from_numpy(rows[k]) for k in ("image", "state")},
+            non_tensors={k: v for k, v in rows.items() if k not in ("image", "state")},
+        )
+        rows.non_tensor_batch["t_received"] = np.full(len(rows), time.time())
         with self.cond:
             self.batcher.put(0, rows, time.monotonic())
             self.cond.notify_all()
@@ -55,11 +62,18 @@ class InferenceServer:
                 self.stats["queue_wait_s"] += batch.meta_info.pop("queue_wait_s")
                 self.stats["batches"] += 1
                 self.stats["rows"] += len(batch)
+                t_start = time.time()
                 answer = self.generate(batch)
-                shards, _ = split_env_key(answer.non_tensor_batch["env_key"])
+                columns = {k: answer.batch[k].numpy() for k in ("actions", "old_log_prob", "values", "policy_version")}
+                for key in ("env_key", "t_posted", "t_sent", "t_received"):  # the requesters' clocks travel back
+                    columns[key] = batch.non_tensor_batch[key]
+                t_end = time.time()
+                shards, _ = split_env_key(columns["env_key"])
                 for shard in np.unique(shards):
                     rows = np.flatnonzero(shards == shard)
-                    self.env_workers[int(shard)].deliver.remote(answer.select_idxs(rows), self.rank)
+                    part = {k: v[rows] for k, v in columns.items()}
+                    part.update(t_batch_start=t_start, t_batch_end=t_end)
+                    self.env_workers[int(shard)].deliver.remote(part, self.rank)
         except BaseException as err:
             self.error = err
             raise

@@ -21,6 +21,7 @@ class Span:
     end: float
     batch: int = 0  # rows / envs / episodes handled
     version: int = -1  # policy version in use
+    kind: str = ""  # what the stage did: env "reset" | "step"; actor "score" | "update"
 
     @property
     def duration(self) -> float:
@@ -34,9 +35,9 @@ class SpanRecorder:
         self.stage, self.worker, self.enabled = stage, worker, enabled
         self.spans: list[Span] = []
 
-    def record(self, start: float, batch: int = 0, version: int = -1) -> None:
+    def record(self, start: float, batch: int = 0, version: int = -1, kind: str = "") -> None:
         if self.enabled:
-            self.spans.append(Span(self.stage, self.worker, start, time.time(), batch, version))
+            self.spans.append(Span(self.stage, self.worker, start, time.time(), batch, version, kind))
 
     def drain(self) -> list[Span]:
         out, self.spans = self.spans, []
@@ -80,7 +81,7 @@ def write_chrome_trace(spans: list[Span], path: Path) -> Path:
     for s in spans:
         events.append(
             {"name": s.stage, "ph": "X", "pid": 1, "tid": tid[s.worker], "ts": (s.start - t0) * 1e6,
-             "dur": s.duration * 1e6, "args": {"batch": s.batch, "version": s.version}}
+             "dur": s.duration * 1e6, "args": {"batch": s.batch, "version": s.version, "kind": s.kind}}
         )  # fmt: skip
     path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
     return path

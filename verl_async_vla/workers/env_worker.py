@@ -57,7 +57,7 @@ class EnvWorker(Worker):
         self.stream = EnvStream(self.lanes, self.rank, plane)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
-    def deliver(self, answer: DataProto, rollout: int) -> None:
+    def deliver(self, answer: dict, rollout: int) -> None:
         """Action chunks for some of this worker's envs, sent by a rollout worker. After a stop, answers still in
         transit belong to abandoned episodes (counted there) and are ignored."""
         stream = self.stream

@@ -44,8 +44,8 @@ class RolloutWorker(Worker):
         self.server = InferenceServer(self.generate, env_workers, self.rank, max_batch, max_wait_ms / 1000.0)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
-    def submit(self, rows: DataProto) -> None:
-        """Queue observation rows from an env worker; the answer goes back to it directly."""
+    def submit(self, rows: dict) -> None:
+        """Queue observation rows (numpy) from an env worker; the answer goes back to it directly."""
         if self.server is None:
             raise RuntimeError("RolloutWorker.submit before start_serving")
         self.server.submit(rows)

@@ -4,8 +4,6 @@ import torch
 from verl import DataProto
 
 from verl_async_vla.sampling.batcher import DynamicBatcher
-from verl_async_vla.learning.staleness import StalenessGate
-from verl_async_vla.sampling.trajectory import Episode
 
 
 def rows(shard, n):
@@ -41,29 +39,3 @@ def test_oldest_requests_are_served_first_across_shards():
     b.put(0, rows(0, 2), now=0.2)
     order = [int(b.pop_batch(1.0).non_tensor_batch["env_key"][0] // 100) for _ in range(3)]
     assert order == [0, 1, 0]  # shard 1 is not starved by shard 0's second request
-
-
-def episode(eid, versions):
-    ep = Episode(eid, eid, "x")
-    ep.version = list(versions)
-    return ep
-
-
-def test_drop_policy_enforces_the_staleness_bound_in_versions():
-    gate = StalenessGate(max_staleness=1, policy="drop", train_batch_episodes=4)
-    fresh, stale = gate.split([episode(1, [5, 5]), episode(2, [4, 5]), episode(3, [3, 4])], actor_version=5)
-    assert [e.episode_id for e in fresh] == [1, 2] and [e.episode_id for e in stale] == [3]
-    assert gate.may_produce(10**6)
-
-
-def test_pause_policy_bounds_untrained_episodes_and_drops_nothing():
-    gate = StalenessGate(max_staleness=2, policy="pause", train_batch_episodes=4)
-    assert gate.may_produce(7) and not gate.may_produce(8)
-    fresh, stale = gate.split([episode(1, [0])], actor_version=9)
-    assert len(fresh) == 1 and not stale
-    assert StalenessGate(0, "pause", 4).may_produce(3) and not StalenessGate(0, "pause", 4).may_produce(4)
-
-
-def test_bad_gate_config_names_the_key():
-    with pytest.raises(ValueError, match="stale_policy"):
-        StalenessGate(1, "wait", 4)

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 
 
@@ -32,21 +31,3 @@ def test_episodes_pad_to_horizon_with_a_mask():
 def test_episode_longer_than_horizon_is_rejected():
     with pytest.raises(ValueError, match="horizon"):
         episodes_to_proto([make_episode(1, 5)], horizon=4)
-
-
-def test_ledger_balances_and_rejects_double_training():
-    ledger = TrajectoryLedger()
-    ledger.record_produced([(1, 3), (2, 4), (3, 5)])
-    ledger.record_trained([1])
-    ledger.record_dropped([2])
-    summary = ledger.check([1])
-    assert summary["episodes_in_flight"] == 1 and summary["samples_in_flight"] == 5
-    assert summary["samples_produced"] == summary["samples_trained"] + summary["samples_dropped_stale"] + 5
-    with pytest.raises(LedgerError, match="already settled"):
-        ledger.record_trained([1])
-    with pytest.raises(LedgerError, match="never produced"):
-        ledger.record_trained([99])
-    with pytest.raises(LedgerError, match="more than once"):
-        ledger.check([1, 1])
-    with pytest.raises(LedgerError, match="disagree"):
-        ledger.check([3])
