@@ -60,12 +60,33 @@ def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
     return out
 
 
+def git_commit() -> str:
+    """The commit the runs were made on (with '+dirty' when the working tree had uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# Taken when the benchmark starts: the runs' code and start date, not the file's.
+RUN_COMMIT, RUN_DATE = git_commit(), now()
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": " ".join(["python", *sys.argv]),
         "machine": machine(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": RUN_COMMIT,
+        "date": RUN_DATE,  # when the runs started
+        "written": now(),
         **payload,
     }
     path = RESULTS / f"{name}.json"

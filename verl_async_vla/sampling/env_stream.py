@@ -66,14 +66,17 @@ class EnvStream:
         self.credits = 0
         self.credit_waiters = 0
         self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
-        self.open_version: dict[int, int] = {}  # env -> version of its open episode's first decision
+        # Episodes the actor cannot see yet, by their oldest decision's version: open ones (set when the first
+        # answer is delivered, before the lane even wakes) and finished ones whose push has not reached the actor.
+        self.open_version: dict[int, int] = {}  # env -> version
+        self.unconfirmed: dict[int, int] = {}  # episode id -> version
         self._ids = itertools.count()
         # producer-side ledger (compared with the actor's own count at the end of the run)
         self.produced: list[tuple[int, int]] = []  # (episode id, decisions)
         self.executed_steps = 0
         self.finished_env_steps = 0
         self.abandoned_open = 0
-        self.pushes: list[ray.ObjectRef] = []
+        self.pushes: list[tuple[ray.ObjectRef, list[int]]] = []  # (push call, its episode ids)
         self.error: BaseException | None = None
         self.threads = [
             threading.Thread(target=self._send_requests, name=f"env{rank}-requests", daemon=True),
@@ -101,9 +104,6 @@ class EnvStream:
                             self.abandoned_open += 1
                         return
                     actions, log_prob, value, version = answer
-                    if not ep.version:
-                        with self.cond:
-                            self.open_version[env] = version
                     res = self.lanes.step_env(env, actions)
                     ep.image.append(obs.image[0])
                     ep.state.append(obs.state[0])
@@ -119,7 +119,7 @@ class EnvStream:
                         self.executed_steps += int(res.env_steps[0])
                 ep.success = bool(res.success[0])
                 with self.cond:
-                    self.open_version.pop(env, None)
+                    self.unconfirmed[ep.episode_id] = self.open_version.pop(env)
                     self.produced.append((ep.episode_id, len(ep)))
                     self.finished_env_steps += ep.env_steps
                     self.finished.append(ep)
@@ -171,6 +171,8 @@ class EnvStream:
         actions, log_prob, values, versions = (answer[k] for k in ("actions", "old_log_prob", "values", "policy_version"))
         with self.cond:
             self.outstanding[rollout] -= len(local)
+            for row, env in enumerate(local.tolist()):  # an episode's first answer makes it visibly open
+                self.open_version.setdefault(env, int(versions[row]))
         for row, env in enumerate(local.tolist()):
             slot = self.slots[env]
             slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]))
@@ -212,10 +214,27 @@ class EnvStream:
                     self.cond.wait(0.1)
                 episodes, self.finished = self.finished, []
             if episodes:
-                self.pushes.append(self.plane.actor.push.remote(episodes_to_proto(episodes, self.plane.horizon)))
-                self.pushes = [r for r in self.pushes if not _done(r)]
-            elif self.stopping.is_set():
+                ref = self.plane.actor.push.remote(episodes_to_proto(episodes, self.plane.horizon))
+                with self.cond:
+                    self.pushes.append((ref, [e.episode_id for e in episodes]))
+            self._confirm_pushes()
+            if not episodes and self.stopping.is_set():
                 return
+
+    def _confirm_pushes(self) -> None:
+        """Episodes whose push the actor has received stop counting as invisible to it."""
+        with self.cond:
+            refs = [r for r, _ in self.pushes]
+        if not refs:
+            return
+        done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        with self.cond:
+            for ref, ids in self.pushes:
+                if ref in done:
+                    ray.get(ref)  # a failed push is an error, not a silent loss
+                    for eid in ids:
+                        self.unconfirmed.pop(eid, None)
+            self.pushes = [(r, ids) for r, ids in self.pushes if r not in done]
 
     def _take_credits(self) -> None:
         """Ask the gate for as many credits as lanes wait for; the gate answers when it can grant some."""
@@ -233,9 +252,11 @@ class EnvStream:
 
     # ---- control ----------------------------------------------------------------------------------------
     def oldest_open_version(self) -> int | None:
-        """The oldest policy version among open episodes that have had a decision (None: none open)."""
+        """The oldest policy version among episodes the actor cannot see yet: open ones with a decision and
+        finished ones whose push has not been received (None: none)."""
+        self._confirm_pushes()
         with self.cond:
-            return min(self.open_version.values(), default=None)
+            return min([*self.open_version.values(), *self.unconfirmed.values()], default=None)
 
     def stats(self) -> dict[str, Any]:
         if self.error is not None:
@@ -256,9 +277,10 @@ class EnvStream:
         for t in self.threads:
             t.join(timeout=30)
         if self.finished:  # finished after the sender's last look
-            self.pushes.append(self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)))
+            ids = [e.episode_id for e in self.finished]
+            self.pushes.append((self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)), ids))
             self.finished = []
-        ray.get(self.pushes)  # every finished episode has reached the actor before the ledger is read
+        ray.get([r for r, _ in self.pushes])  # every finished episode has reached the actor before the ledger is read
         if self.error is not None:
             raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
         return {
@@ -270,7 +292,4 @@ class EnvStream:
             "latency": dict(self.latency),
         }
 
-
-def _done(ref: ray.ObjectRef) -> bool:
-    return bool(ray.wait([ref], timeout=0)[0])
 

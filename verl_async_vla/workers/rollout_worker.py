@@ -27,13 +27,15 @@ class RolloutWorker(Worker):
         self.policy = build_policy(ModelConfig(**model_cfg)).eval()
         self.policy_version = -1  # no weights yet
         self.spans = SpanRecorder("rollout", f"rollout/{self.rank}")
-        self.model_lock = threading.Lock()  # weights change between batches, never during one
+        self.model_lock = threading.RLock()  # weights change between batches, never during one
         self.server: InferenceServer | None = None
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
-        with self.model_lock:
+        with self.model_lock:  # no batch runs while the weights change
             if version > self.policy_version:
+                if self.server is not None:
+                    self.server.flush_deliveries()
                 self.policy.load_weights(weights)
                 self.policy_version = version
             return self.policy_version
@@ -41,7 +43,8 @@ class RolloutWorker(Worker):
     # ---- async data plane: requests straight from env workers -----------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def start_serving(self, env_workers: list[Any], max_batch: int, max_wait_ms: float) -> None:
-        self.server = InferenceServer(self.generate, env_workers, self.rank, max_batch, max_wait_ms / 1000.0)
+        self.server = InferenceServer(self.generate, self.model_lock, env_workers, self.rank, max_batch,
+                                      max_wait_ms / 1000.0)  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
     def submit(self, rows: dict) -> None:
