@@ -63,7 +63,9 @@ def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
 def git_commit() -> str:
     """The commit the runs were made on (with '+dirty' when the working tree had uncommitted changes)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
@@ -79,6 +81,13 @@ def now() -> str:
 RUN_COMMIT, RUN_DATE = git_commit(), now()
 
 
+def run_provenance(summaries: list[dict[str, Any]]) -> dict[str, str]:
+    """Commit and date of the runs themselves (a resumed benchmark reuses runs made earlier)."""
+    commits = sorted({s.get("commit", "not recorded") for s in summaries})
+    dates = sorted(s["date"] for s in summaries if "date" in s)
+    return {"commit": ", ".join(commits), "date": dates[0] if dates else RUN_DATE}
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -87,7 +96,7 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
         "commit": RUN_COMMIT,
         "date": RUN_DATE,  # when the runs started
         "written": now(),
-        **payload,
+        **payload,  # a payload's own commit / date (from its runs' summaries) wins
     }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")

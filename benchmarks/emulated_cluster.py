@@ -22,7 +22,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import ROOT, run_main, write_result
+from common import ROOT, run_main, run_provenance, write_result
 
 SHARDS = 8
 TRAINERS = {
@@ -34,8 +34,15 @@ TRAINERS = {
 # What crosses the wire, per observation / decision / policy version.
 PAYLOADS = {
     # two 224x224 RGB cameras tiled side by side, 8x7 action chunks, 300 MB of trainable weights per version
-    "realistic": ["env.image_size=224", "model.image_size=224", "env.emulated.cameras=2", "env.emulated.action_dim=7",
-                  "model.action_dim=7", "model.chunk=8", "model.cost_weights_mb=300"],
+    "realistic": [
+        "env.image_size=224",
+        "model.image_size=224",
+        "env.emulated.cameras=2",
+        "env.emulated.action_dim=7",
+        "model.action_dim=7",
+        "model.chunk=8",
+        "model.cost_weights_mb=300",
+    ],
     # the previous figures' payload (8x8 images, 4x2 chunks, a few KB of weights)
     "small": ["env.image_size=8", "model.image_size=8"],
 }
@@ -98,6 +105,7 @@ def main() -> None:
     rows = []
     for gpus in args.gpus:
         row: dict = {"gpus": gpus, "envs": gpus * args.envs_per_gpu, "env_workers": SHARDS}
+        summaries = []
         for trainer, trainer_overrides in TRAINERS.items():
             run_dir = out / f"g{gpus}_{trainer}"
             if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
@@ -106,6 +114,7 @@ def main() -> None:
                 s = run_main([*trainer_overrides, *overrides(gpus, args.envs_per_gpu, args.profile, args.rounds,
                                                               args.payload)],
                              run_dir, out / f"g{gpus}_{trainer}.log")  # fmt: skip
+            summaries.append(s)
             tl = json.loads((run_dir / "timeline_summary.json").read_text())
             row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
             row[f"{trainer}_busy"] = {k: round(v, 3) for k, v in tl["busy"].items()}
@@ -120,19 +129,26 @@ def main() -> None:
         row["sync_env_steps_per_s"] = row[f"sync_k{best_k}_env_steps_per_s"]  # the baseline: the best sync
         row["ideal_bound_env_steps_per_s"] = row["async_vla_ideal_bound_env_steps_per_s"]
         row["async_over_sync"] = round(row["async_vla_env_steps_per_s"] / row["sync_env_steps_per_s"], 3)
-        row["async_over_lockstep"] = round(row["async_vla_env_steps_per_s"] / row["sync_k1_env_steps_per_s"], 3)
+        row["async_over_lockstep"] = round(
+            row["async_vla_env_steps_per_s"] / row["sync_k1_env_steps_per_s"], 3
+        )
         row["async_over_bound"] = round(
             row["async_vla_env_steps_per_s"] / row["ideal_bound_env_steps_per_s"], 3
         )
-        row["ceiling_bound_over_best_sync"] = round(row["ideal_bound_env_steps_per_s"] / row["sync_env_steps_per_s"], 3)
+        row["ceiling_bound_over_best_sync"] = round(
+            row["ideal_bound_env_steps_per_s"] / row["sync_env_steps_per_s"], 3
+        )
         print(f"  G={gpus}: async/best sync (k={best_k}) {row['async_over_sync']:.2f}x, async/bound "
               f"{row['async_over_bound']:.0%}, driver {row['async_vla_driver_cpu_us_per_env_step']:.0f} us CPU per "
               "env step", flush=True)  # fmt: skip
+        row.update(run_provenance(summaries))
         rows.append(row)
     plot(rows, ROOT / "docs" / "emulated_scaling.png", args.profile, args.payload)
     write_result("emulated_cluster", {"profile": args.profile, "payload": args.payload, "payload_overrides":
                                       PAYLOADS[args.payload], "envs_per_gpu": args.envs_per_gpu,
-                                      "workloads": rows, "plot": "emulated_scaling.png"})  # fmt: skip
+                                      "workloads": rows, "plot": "emulated_scaling.png",
+                                      "commit": ", ".join(sorted({r["commit"] for r in rows})),
+                                      "date": min(r["date"] for r in rows)})  # fmt: skip
     import report
 
     report.main()

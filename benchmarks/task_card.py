@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from common import write_result
 
-from verl_async_vla.config.schema import validate
+from verl_async_vla.config.validate import validate
 from verl_async_vla.envs.embedded import EmbeddedReachShard
 from verl_async_vla.eval import greedy, play
 from verl_async_vla.models import build_policy

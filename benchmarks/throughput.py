@@ -16,14 +16,13 @@ docs/results/libero_throughput.json and docs/timeline_libero_{sync,async}.png in
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, ROOT, run_main, write_result
+from common import RESULTS, ROOT, run_main, run_provenance, write_result
 
 # 16 envs in every workload, as in the reference profile; the layout (shards x envs per shard) is part of it,
 # because a reset inside a shard call holds up that shard's other envs.
@@ -62,10 +61,11 @@ def merge_and_write(result: str, rows: list[dict]) -> None:
     if previous.is_file():
         old = json.loads(previous.read_text())
         done = {r["name"] for r in rows}
-        kept = [{"command": old["command"], "date": old["date"], **r} for r in old["workloads"]
-                if r["name"] not in done]  # fmt: skip
+        kept = [{"command": old["command"], "date": old["date"], "commit": old.get("commit", "not recorded"), **r}
+                for r in old["workloads"] if r["name"] not in done]  # fmt: skip
         rows = kept + rows
-    write_result(result, {"workloads": rows})
+    write_result(result, {"workloads": rows, "commit": ", ".join(sorted({r["commit"] for r in rows})),
+                          "date": min(r["date"] for r in rows)})  # fmt: skip
 
 
 def main() -> None:
@@ -80,9 +80,12 @@ def main() -> None:
     rows = []
     for workload in args.workloads:
         row: dict = {"name": workload, "env_steps_budget": args.env_steps}
+        summaries = []
         for trainer, overrides in TRAINERS.items():
             run_dir = out / f"{workload}_{trainer}"
-            if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
+            if (
+                run_dir / "summary.json"
+            ).is_file():  # resume: a finished run is not repeated (same date and commit)
                 s = json.loads((run_dir / "summary.json").read_text())
             else:
                 s = run_main(
@@ -90,6 +93,7 @@ def main() -> None:
                      f"trainer.total_env_steps={args.env_steps}"],
                     run_dir, out / f"{workload}_{trainer}.log",
                 )  # fmt: skip
+            summaries.append(s)
             tl = json.loads((run_dir / "timeline_summary.json").read_text())
             row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
             row[f"{trainer}_samples_trained_per_s"] = round(
@@ -101,12 +105,19 @@ def main() -> None:
                 k: round(v, 1) for k, v in tl["bound"].items()
             }
             row[f"{trainer}_lag"] = tl.get("lag", {})
+            row[f"{trainer}_driver_cpu_us_per_env_step"] = round(
+                s.get("driver_cpu_us_per_env_step", float("nan")), 1
+            )
+            if trainer == "async_vla":
+                row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
             if workload in ("longtail", "libero_spatial") and trainer in ("sync_k1", "async_vla"):
                 name = ("libero_" if workload.startswith("libero") else "") + trainer.split("_")[0]
                 shutil.copy(run_dir / "timeline.png", ROOT / "docs" / f"timeline_{name}.png")
             print(f"  {workload:9s} {trainer:10s} {row[f'{trainer}_env_steps_per_s']:8.1f} env steps/s  "
                   f"bound {row[f'{trainer}_ideal_bound_env_steps_per_s']:8.1f}  busy {row[f'{trainer}_busy']}", flush=True)  # fmt: skip
-        best_k = max((2, 4), key=lambda k: row[f"sync_k{k}_env_steps_per_s"])
+        best_k = max(
+            (1, 2, 4), key=lambda k: row[f"sync_k{k}_env_steps_per_s"]
+        )  # the best sync, lockstep included
         row["sync_best_k"] = best_k
         row["sync_env_steps_per_s"] = row[
             f"sync_k{best_k}_env_steps_per_s"
@@ -121,12 +132,8 @@ def main() -> None:
         row["async_over_bound"] = round(row["async_env_steps_per_s"] / row["ideal_bound_env_steps_per_s"], 3)
         print(f"  {workload}: async/best-sync(k={best_k}) = {row['async_over_sync']:.2f}x, "
               f"async/lockstep = {row['async_over_lockstep']:.2f}x, async/bound = {row['async_over_bound']:.0%}")  # fmt: skip
+        row.update(command=" ".join(["python", *sys.argv]), **run_provenance(summaries))
         rows.append(row)
-    for r in rows:
-        r["command"], r["date"] = (
-            " ".join(["python", *sys.argv]),
-            dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
     for result in ("throughput", "libero_throughput"):
         mine = [r for r in rows if r["name"].startswith("libero") == (result == "libero_throughput")]
         if mine:

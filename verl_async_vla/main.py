@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from verl_async_vla.config import CONFIG_DIR
-from verl_async_vla.config.schema import validate
+from verl_async_vla.config.validate import validate
 
 
 def run(cfg: DictConfig) -> dict:

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from verl_async_vla.config import CONFIG_DIR
-from verl_async_vla.config.schema import validate
+from verl_async_vla.config.validate import validate
 from verl_async_vla.controller import CONTROLLERS, build_controller
 
 

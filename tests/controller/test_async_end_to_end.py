@@ -65,7 +65,11 @@ def test_a_slow_reset_holds_only_its_own_env(ray_session, small_cfg):
     cfg = dataclasses.replace(small_cfg, env=dataclasses.replace(small_cfg.env, latency="reset_straggler"))
     controller, summary = run(cfg, name="async_vla", total_env_steps=400, timeline=True)
     found = spans(controller)
-    slow = [s for s in found if s["worker"] == "env/0.000" and s["kind"] == "reset" and s["end"] - s["start"] >= 0.9]
+    slow = [
+        s
+        for s in found
+        if s["worker"] == "env/0.000" and s["kind"] == "reset" and s["end"] - s["start"] >= 0.9
+    ]
     assert slow, "the straggler's 1 s reset was not recorded"
     # a reset of a sibling (its own worker or the other one) during the straggler's reset = an episode it finished
     meanwhile = [s for s in found if s["kind"] == "reset" and s["worker"] != "env/0.000"

@@ -7,7 +7,9 @@ PRODUCED = {1: 3, 2: 4, 3: 5, 4: 6}
 
 def test_independent_counts_reconcile():
     out = reconcile(PRODUCED, received=[1, 2, 3, 4], trained=[1, 4], dropped=[2], queued=[3])
-    assert out["episodes_trained"] == 2 and out["episodes_dropped_stale"] == 1 and out["episodes_in_flight"] == 1
+    assert (
+        out["episodes_trained"] == 2 and out["episodes_dropped_stale"] == 1 and out["episodes_in_flight"] == 1
+    )
     assert out["samples_trained"] == 9 and out["samples_in_flight"] == 5 and out["episodes_unaccounted"] == 0
 
 

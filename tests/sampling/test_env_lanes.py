@@ -10,7 +10,9 @@ from verl_async_vla.sampling.env_lanes import EnvLanes
 
 
 def lanes(latency: str, n: int = 3) -> EnvLanes:
-    return EnvLanes(EnvConfig(num_envs_per_worker=n, image_size=32, max_episode_steps=8, latency=latency), 0, 0)
+    return EnvLanes(
+        EnvConfig(num_envs_per_worker=n, image_size=32, max_episode_steps=8, latency=latency), 0, 0
+    )
 
 
 def test_siblings_finish_episodes_while_one_env_resets_for_a_second():
@@ -33,7 +35,9 @@ def test_siblings_finish_episodes_while_one_env_resets_for_a_second():
         assert time.monotonic() - t0 >= 0.9
         for t in threads:
             t.result()
-        assert finished[1] >= 2 and finished[2] >= 2, finished  # 8-step episodes at 5 ms a step: dozens in 1 s
+        assert finished[1] >= 2 and finished[2] >= 2, (
+            finished
+        )  # 8-step episodes at 5 ms a step: dozens in 1 s
     finally:
         envs.close()
 
@@ -43,7 +47,11 @@ def test_each_env_always_runs_on_its_own_thread():
     try:
         names = {envs.submit(e, lambda: threading.current_thread().name).result() for e in (0, 1, 0, 1)}
         assert len(names) == 2
-        res = envs.step(np.array([0, 1]), np.zeros((2, 4, 2), np.float32)) if envs.reset(np.array([0, 1])) else None
+        res = (
+            envs.step(np.array([0, 1]), np.zeros((2, 4, 2), np.float32))
+            if envs.reset(np.array([0, 1]))
+            else None
+        )
         assert res.obs.env_ids.tolist() == [0, 1] and res.obs.image.shape == (2, 32, 32, 3)
     finally:
         envs.close()

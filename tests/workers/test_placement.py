@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from verl_async_vla.config.schema import validate
+from verl_async_vla.config.validate import validate
 from verl_async_vla.controller import build_controller
 
 pytestmark = pytest.mark.slow
@@ -15,12 +15,14 @@ pytestmark = pytest.mark.slow
 def test_colocated_run_shares_one_process_and_trains(ray_session, small_cfg, trainer):
     cfg = dataclasses.replace(
         small_cfg,
-        trainer=dataclasses.replace(small_cfg.trainer, name=trainer, placement="colocated", total_env_steps=80),
+        trainer=dataclasses.replace(
+            small_cfg.trainer, name=trainer, placement="colocated", total_env_steps=80
+        ),
     )
     controller = build_controller(cfg)
     try:
         summary = controller.train()
-        rollout, actor = controller.rollout_wg.workers[0], controller.actor_wg.workers[0]
+        rollout, actor = controller.workers.rollout.workers[0], controller.workers.actor.workers[0]
         assert rollout._actor_id == actor._actor_id  # one Ray actor (process) holds both roles
     finally:
         controller.release_workers()

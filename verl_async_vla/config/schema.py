@@ -1,13 +1,13 @@
-"""Typed configs. Hydra yaml is merged onto these dataclasses at start-up, so a misspelt key or a wrong type fails
-in the first second with OmegaConf's message naming the key, not an hour into a run."""
+"""Typed configs. Hydra yaml is merged onto these dataclasses at start-up (config/validate.py), so a misspelt key or
+a wrong type fails in the first second with OmegaConf's message naming the key, not an hour into a run. This module
+imports nothing of the package: every registry may import it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -37,6 +37,15 @@ class GymnasiumConfig:
 
 
 @dataclass
+class EmulatedConfig:
+    """The emulated env (envs/emulated.py): only shapes, so payloads can be as large as a real VLA's."""
+
+    cameras: int = 1  # images tiled side by side: an observation is (image_size, cameras x image_size, 3)
+    state_dim: int = 4
+    action_dim: int = 2
+
+
+@dataclass
 class EnvConfig:
     name: str = "embedded_reach"  # embedded_reach | libero | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
@@ -46,6 +55,7 @@ class EnvConfig:
     latency: str = "none"  # none | uniform | longtail: injected simulator timing (envs/wrappers.py)
     libero: LiberoConfig = field(default_factory=LiberoConfig)
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
+    emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
 
 
 @dataclass
@@ -68,6 +78,7 @@ class ModelConfig:
     # model.name=cost_model only (emulated-cluster mode, models/cost_model.py):
     cost_profile: str = "tiny_vla_cpu"
     emulated_gpus: int = 1  # data-parallel replicas one rollout / actor worker stands for
+    cost_weights_mb: float = 0.0  # extra trainable-weight payload per version (published like real weights)
     # model.name=hf_vla only (a pretrained Hugging Face VLM as backbone, models/hf_vla.py):
     hf_path: str | None = None  # local save_pretrained directory (model + processor); never downloaded
     hf_dtype: str = "float32"  # bfloat16 on GPU
@@ -122,6 +133,8 @@ class TrainerConfig:
     eval_episodes: int = 64
     checkpoint_every: int = 0  # iterations; 0 = only the final checkpoint
     progress: bool = True
+    # verl Tracking backends every metrics record also goes to, e.g. [console] or [tensorboard, wandb]
+    logger: list[str] = field(default_factory=list)
     timeline: bool = False  # write trace.json (Chrome/Perfetto), timeline.png and timeline_summary.json
     # async_vla only (the sync controller has no queues to bound):
     max_batch: int = 64  # dynamic batcher (rollout side): rows per inference call at most
@@ -148,82 +161,3 @@ class RunConfig:
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a config dataclass (nested ones included) from `dataclasses.asdict` output, e.g. inside a worker."""
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
-
-
-def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
-    """Merge user config onto the schema and check cross-field rules; raises ValueError naming the fix."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
-        run: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    except OmegaConfBaseException as err:
-        first = str(err).splitlines()[0]
-        key = getattr(err, "full_key", None)
-        raise ValueError(
-            f"invalid config{f' at {key!r}' if key else ''}: {first}. See the valid keys and types with "
-            "`python -m verl_async_vla.main --cfg job`."
-        ) from None
-    m, e = run.model, run.env
-    from verl_async_vla.envs import ENV_REGISTRY  # cheap: backends import lazily
-
-    if e.name not in ENV_REGISTRY:
-        raise ValueError(
-            f"env.name={e.name!r} is unknown; available: {sorted(ENV_REGISTRY)} (pick with env=<name>)."
-        )
-    from verl_async_vla.envs.wrappers import PROFILES
-
-    if e.latency != "none" and e.latency not in PROFILES:
-        raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
-    from verl_async_vla.models import MODEL_NAMES
-
-    if m.name not in MODEL_NAMES:
-        raise ValueError(
-            f"model.name={m.name!r} is unknown; available: {MODEL_NAMES} (pick with model=<name>)."
-        )
-    if m.name == "hf_vla":
-        from verl_async_vla.models.hf_vla import check_hf_path
-
-        check_hf_path(m.hf_path)
-    if m.device != "cpu" and not m.device.startswith("cuda"):
-        raise ValueError(f"model.device={m.device!r} is unknown; use cpu or cuda.")
-    if m.init not in ("sft", "scratch"):
-        raise ValueError(
-            f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."
-        )
-    if m.action_head not in ("gaussian", "discrete"):
-        raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
-    if m.image_size != e.image_size:
-        raise ValueError(
-            f"model.image_size={m.image_size} differs from env.image_size={e.image_size}; set both to the same value."
-        )
-    if m.chunk < 1 or m.chunk > e.max_episode_steps:
-        raise ValueError(
-            f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
-        )
-    a = run.algo
-    from verl_async_vla.algos.off_policy import OFF_POLICY_MODES
-
-    if a.off_policy not in OFF_POLICY_MODES:
-        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use one of {OFF_POLICY_MODES}.")
-    if a.off_policy == "decoupled_ppo":
-        a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
-    if a.train_batch_episodes < 1 or a.is_cap <= 0:
-        raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
-    if run.trainer.pipeline_stages < 1:
-        raise ValueError("trainer.pipeline_stages must be >= 1 (1 = plain lockstep).")
-    if run.trainer.placement not in ("disaggregated", "colocated"):
-        raise ValueError(
-            f"trainer.placement={run.trainer.placement!r} is unknown; use disaggregated or colocated."
-        )
-    if run.trainer.placement == "colocated" and run.trainer.rollout_workers != run.trainer.actor_workers:
-        raise ValueError(
-            "trainer.placement=colocated fuses one rollout and one actor per process: set trainer.rollout_workers"
-            f" = trainer.actor_workers (now {run.trainer.rollout_workers} and {run.trainer.actor_workers})."
-        )
-    if run.trainer.actor_workers != 1:
-        raise ValueError(
-            "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."
-        )
-    for name in ("num_workers", "num_envs_per_worker"):
-        if getattr(e, name) < 1:
-            raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
-    return run

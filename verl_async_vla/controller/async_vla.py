@@ -14,7 +14,6 @@ in the background, stops producers at the budget and reconciles the ledger. The 
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -31,24 +30,26 @@ POLL_S = 0.1  # control-plane period: progress, budget, metrics
 
 class AsyncVLAController(Controller):
     name = "async_vla"
+    eval_blocks_training = False
 
     def setup(self) -> None:
         super().setup()
         t = self.cfg.trainer
         envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
-        self.gate = GateServer.remote(t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs)
+        self.gate = GateServer.remote(
+            t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs
+        )
         ray.get(self.gate.advance.remote(self.policy_version))  # its process is up before the clock starts
 
     def fit(self) -> None:
-        t = self.cfg.trainer
-        self.eval_blocks_training = False
-        self.evals: list[dict[str, Any]] = []
-        self.eval_thread: threading.Thread | None = None
-        envs, rollouts, actor = self.env_wg.handles, self.rollout_wg.handles, self.actor_wg.handles[0]
+        t, w = self.cfg.trainer, self.workers
+        envs, rollouts, actor = w.env.handles, w.rollout.handles, w.actor.handles[0]
         ray.get([r.start_serving.remote(envs, t.max_batch, t.max_wait_ms) for r in rollouts])
-        ray.get(actor.start_stream.remote(TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy)))
+        ray.get(
+            actor.start_stream.remote(TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy))
+        )
         ray.get([e.start_stream.remote(StreamPlane(rollouts, actor, self.gate, self.horizon)) for e in envs])
-        cpu0, iteration_t0 = time.process_time(), time.monotonic()
+        iteration_t0 = time.monotonic()
         while self.env_steps < t.total_env_steps:
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
@@ -59,7 +60,7 @@ class AsyncVLAController(Controller):
                 self.policy_version = int(metrics["actor/policy_version"])
                 self.end_iteration(metrics, iteration_t0)
                 iteration_t0 = time.monotonic()
-            self._log_finished_evals()
+            self._log_evaluations()
         # Stop producers first (open episodes are abandoned, finished ones flushed to the actor), then the actor
         # (it finishes the update in progress), then inference.
         self.producers = ray.get([e.stop_stream.remote() for e in envs])
@@ -70,30 +71,19 @@ class AsyncVLAController(Controller):
             self.end_iteration(metrics, iteration_t0)
         self.env_steps = sum(p["finished_env_steps"] for p in self.producers)
         self.env_steps_executed = sum(p["executed_env_steps"] for p in self.producers)
-        self.driver_cpu_s = time.process_time() - cpu0
-        if self.eval_thread is not None:
-            self.eval_thread.join()
-        self._log_finished_evals()
+        self._log_evaluations(wait=True)
         self.gate_stats = ray.get(self.gate.stats.remote())
         ray.kill(self.gate)
 
     # ---- evaluation beside training -----------------------------------------------------------------------
     def periodic_eval(self) -> dict[str, Any]:
-        if self.eval_thread is None or not self.eval_thread.is_alive():
-            self.eval_thread = threading.Thread(target=self._evaluate_in_background, daemon=True)
-            self.eval_thread.start()
+        self.evaluator.start(self.env_steps)  # its result is logged by _log_evaluations when ready
         return {}
 
-    def _evaluate_in_background(self) -> None:
-        env_steps = self.env_steps
-        success, version = self.evaluate()
-        self.evals.append({"env_steps": env_steps, "eval/success": success, "eval/policy_version": version})
-
-    def _log_finished_evals(self) -> None:
-        while self.evals:
-            rec = self.evals.pop(0)
+    def _log_evaluations(self, wait: bool = False) -> None:
+        for rec in self.evaluator.finished(wait):
             self.run_log.log({"iteration": self.iteration, "policy_version": self.policy_version, **rec,
-                              "eval/seconds_total": self.eval_seconds})  # fmt: skip
+                              "eval/seconds_total": self.evaluator.seconds})  # fmt: skip
 
     # ---- accounting ---------------------------------------------------------------------------------------
     def ledger(self) -> dict[str, int]:
@@ -114,7 +104,5 @@ class AsyncVLAController(Controller):
             "infer_batch_mean": rows / batches,
             "infer_queue_wait_ms": 1000.0 * sum(s["queue_wait_s"] for s in self.serving) / batches,
             "requests": rows,
-            "driver_cpu_s": self.driver_cpu_s,
-            "driver_cpu_us_per_env_step": 1e6 * self.driver_cpu_s / max(self.env_steps_executed, 1),
             "gate_paused_waits": self.gate_stats["paused_waits"],
         }

@@ -14,6 +14,7 @@ import ray
 
 from verl_async_vla.controller.base import Controller
 from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger, reconcile
+from verl_async_vla.sampling.lockstep import play_episodes
 from verl_async_vla.sampling.trajectory import episodes_to_proto
 
 
@@ -21,23 +22,27 @@ class SyncController(Controller):
     name = "sync"
 
     def fit(self) -> None:
+        w = self.workers
         self.produced = TrajectoryLedger()
         while self.env_steps < self.cfg.trainer.total_env_steps:
             t0 = time.monotonic()
             episodes: list = []
             while len(episodes) < self.cfg.algo.train_batch_episodes:
-                episodes += self.run_episodes(stages=self.cfg.trainer.pipeline_stages)
+                wave, executed = play_episodes(w.env, w.rollout, stages=self.cfg.trainer.pipeline_stages)
+                episodes += wave
+                self.env_steps_executed += executed
             self.produced.record_produced((e.episode_id, len(e)) for e in episodes)
             self.env_steps += sum(e.env_steps for e in episodes)
-            result = self.actor_wg.ingest(episodes_to_proto(episodes, self.horizon))[0]
+            result = w.actor.ingest(episodes_to_proto(episodes, self.horizon))[0]
             if result["updated"]:
-                self.publish_weights()
+                self.policy_version = w.publish()
             metrics = {k: v for k, v in result.items() if k != "updated"}
             self.end_iteration({**self.episode_metrics(episodes), **metrics}, t0)
 
     def ledger(self) -> dict[str, int]:
-        ended = sum(ray.get([w.episodes_ended_count.remote() for w in self.env_wg.handles]))
-        if ended != len(self.produced.produced):  # the env workers' own count of episode ends
-            raise LedgerError(f"env workers ended {ended} episodes, the driver assembled {len(self.produced.produced)}")
-        actor = self.actor_wg.ledger_report()[0]
-        return reconcile(self.produced.produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"])
+        ended = sum(ray.get([h.episodes_ended_count.remote() for h in self.workers.env.handles]))
+        produced = self.produced.produced
+        if ended != len(produced):  # the env workers' own count of episode ends
+            raise LedgerError(f"env workers ended {ended} episodes, the driver assembled {len(produced)}")
+        actor = self.workers.actor.ledger_report()[0]
+        return reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"])

@@ -32,7 +32,9 @@ def _gymnasium(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
 def _emulated(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     from verl_async_vla.envs.emulated import EmulatedShard
 
-    return EmulatedShard(cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed)
+    e = cfg.emulated
+    return EmulatedShard(cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed, e.state_dim,
+                         e.action_dim, e.cameras)  # fmt: skip
 
 
 # Backends import lazily so that the core never imports an optional simulator. The factories take the shard's rank

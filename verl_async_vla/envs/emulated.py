@@ -15,14 +15,15 @@ from verl_async_vla.envs.base import EnvShard, EnvSpec, ShardObs, ShardStep
 
 class EmulatedShard(EnvShard):
     def __init__(self, num_envs: int, image_size: int, max_episode_steps: int, seed: int, state_dim: int = 4,
-                 action_dim: int = 2):  # fmt: skip
+                 action_dim: int = 2, cameras: int = 1):  # fmt: skip
         self.num_envs = num_envs
-        self.spec = EnvSpec((image_size, image_size, 3), state_dim, action_dim, max_episode_steps)
+        self.spec = EnvSpec((image_size, cameras * image_size, 3), state_dim, action_dim, max_episode_steps)
         self.rng = np.random.default_rng([seed, 0xE11])
         self.t = np.zeros(num_envs, dtype=np.int64)
         self.length = np.full(num_envs, max_episode_steps, dtype=np.int64)
         self.succeeds = np.zeros(num_envs, dtype=bool)
-        self.image = np.zeros((num_envs, image_size, image_size, 3), dtype=np.uint8)
+        # random pixels, so that nothing downstream can compress them away
+        self.image = self.rng.integers(0, 256, (num_envs, *self.spec.image_shape), dtype=np.uint8)
 
     def _observe(self, ids: np.ndarray) -> ShardObs:
         state = self.rng.standard_normal((len(ids), self.spec.state_dim)).astype(np.float32)

@@ -31,8 +31,9 @@ PROFILES: dict[str, LatencyProfile] = {
     "uniform": LatencyProfile(step_median_s=0.010, step_sigma=0.0, reset_s=0.0),
     "longtail": LatencyProfile(step_median_s=0.010, step_sigma=1.0, reset_s=0.5),
     # One env whose every reset takes 1 s (a scene that loads slowly): its siblings must not wait for it.
-    "reset_straggler": LatencyProfile(step_median_s=0.005, step_sigma=0.0, reset_s=0.0, straggler_env=0,
-                                      straggler_reset_s=1.0),  # fmt: skip
+    "reset_straggler": LatencyProfile(
+        step_median_s=0.005, step_sigma=0.0, reset_s=0.0, straggler_env=0, straggler_reset_s=1.0
+    ),  # fmt: skip
 }
 
 

@@ -94,7 +94,9 @@ class GateServer:
             if self.gate.available() == 0:
                 self.paused_waits += 1
                 try:
-                    await asyncio.wait_for(self.changed.wait_for(lambda: self.gate.available() != 0), timeout_s)
+                    await asyncio.wait_for(
+                        self.changed.wait_for(lambda: self.gate.available() != 0), timeout_s
+                    )
                 except asyncio.TimeoutError:
                     return 0
             return self.gate.grant(wanted)

@@ -56,6 +56,10 @@ class CostModelPolicy(VLAPolicy):
         self.trunk = nn.Sequential(nn.Linear(cfg.state_dim, 16), nn.Tanh())
         self.head = GaussianChunkHead(16, cfg.chunk, cfg.action_dim, cfg.init_log_std)
         self.critic = nn.Linear(cfg.state_dim, 1)
+        if cfg.cost_weights_mb > 0:  # bytes that travel with every version the way trainable weights would
+            self.register_buffer(
+                "weight_payload", torch.zeros(int(cfg.cost_weights_mb * 2**20), dtype=torch.uint8)
+            )
 
     def _spend(self, seconds: float) -> None:
         time.sleep(seconds)

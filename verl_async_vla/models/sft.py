@@ -74,7 +74,9 @@ def collect_demos(shard: EnvShard, episodes: int, chunk: int) -> tuple[PolicyObs
 def train_sft(cfg: RunConfig) -> Path:
     torch.manual_seed(cfg.seed)
     # demonstrations pay no injected latency (it models simulator time, not the task)
-    shard = make_env_shard(dataclasses.replace(cfg.env, num_envs_per_worker=8, latency="none"), seed=10_000 + cfg.seed)
+    shard = make_env_shard(
+        dataclasses.replace(cfg.env, num_envs_per_worker=8, latency="none"), seed=10_000 + cfg.seed
+    )
     obs, actions = collect_demos(shard, cfg.sft.demo_episodes, cfg.model.chunk)
     shard.close()
     policy = build_policy(cfg.model)

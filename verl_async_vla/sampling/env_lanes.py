@@ -32,7 +32,9 @@ class EnvLanes:
     def __init__(self, cfg: EnvConfig, seed: int, rank: int):
         self.num_envs = cfg.num_envs_per_worker
         one = dataclasses.replace(cfg, num_envs_per_worker=1)
-        self._pools = [ThreadPoolExecutor(1, thread_name_prefix=f"env{rank}.{i}") for i in range(self.num_envs)]
+        self._pools = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"env{rank}.{i}") for i in range(self.num_envs)
+        ]
         # The shard "rank" is the global env index, so backends that spread tasks over shards (LIBERO) spread
         # them over envs exactly as before; seeds are distinct per env.
         futures = [

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import ray
 
-from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 
@@ -168,7 +168,9 @@ class EnvStream:
         """`answer`: numpy rows (actions, old_log_prob, values, policy_version, env_key, the request's clocks)."""
         now = time.time()
         _, local = split_env_key(answer["env_key"])
-        actions, log_prob, values, versions = (answer[k] for k in ("actions", "old_log_prob", "values", "policy_version"))
+        actions, log_prob, values, versions = (
+            answer[k] for k in ("actions", "old_log_prob", "values", "policy_version")
+        )
         with self.cond:
             self.outstanding[rollout] -= len(local)
             for row, env in enumerate(local.tolist()):  # an episode's first answer makes it visibly open
@@ -178,8 +180,13 @@ class EnvStream:
             slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]))
             sent, received = float(answer["t_sent"][row]), float(answer["t_received"][row])
             start, end = answer["t_batch_start"], answer["t_batch_end"]
-            slot.timing = {"outbox_s": sent - float(answer["t_posted"][row]), "to_rollout_s": received - sent,
-                           "batching_s": start - received, "inference_s": end - start, "to_env_s": now - end}
+            slot.timing = {
+                "outbox_s": sent - float(answer["t_posted"][row]),
+                "to_rollout_s": received - sent,
+                "batching_s": start - received,
+                "inference_s": end - start,
+                "to_env_s": now - end,
+            }
             slot.delivered = now
             slot.ready.set()
 
@@ -278,9 +285,13 @@ class EnvStream:
             t.join(timeout=30)
         if self.finished:  # finished after the sender's last look
             ids = [e.episode_id for e in self.finished]
-            self.pushes.append((self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)), ids))
+            self.pushes.append(
+                (self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)), ids)
+            )
             self.finished = []
-        ray.get([r for r, _ in self.pushes])  # every finished episode has reached the actor before the ledger is read
+        ray.get(
+            [r for r, _ in self.pushes]
+        )  # every finished episode has reached the actor before the ledger is read
         if self.error is not None:
             raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
         return {
@@ -291,5 +302,3 @@ class EnvStream:
             "credits_unused": self.credits,
             "latency": dict(self.latency),
         }
-
-

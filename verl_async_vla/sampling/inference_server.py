@@ -73,7 +73,9 @@ class InferenceServer:
     def _answer(self, batch: DataProto) -> None:
         t_start = time.time()
         answer = self.generate(batch)
-        columns = {k: answer.batch[k].numpy() for k in ("actions", "old_log_prob", "values", "policy_version")}
+        columns = {
+            k: answer.batch[k].numpy() for k in ("actions", "old_log_prob", "values", "policy_version")
+        }
         for key in ("env_key", "t_posted", "t_sent", "t_received"):  # the requesters' clocks travel back
             columns[key] = batch.non_tensor_batch[key]
         t_end = time.time()

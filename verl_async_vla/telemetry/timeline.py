@@ -7,10 +7,13 @@ gathers them at the end of a run. Clocks are `time.time()` (one host, so worker 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,3 +121,30 @@ def write_gantt(spans: list[Span], path: Path, title: str, window_s: float | Non
 
 def spans_to_dicts(spans: list[Span]) -> list[dict[str, Any]]:
     return [asdict(s) for s in spans]
+
+
+def export_timeline(spans: list[Span], t0: float, t1: float, env_steps: int, history: list[dict[str, Any]],
+                    run_dir: Path, trainer: str) -> dict[str, Any]:  # fmt: skip
+    """Keep the spans of the training window; write trace.json, timeline.png and the bubble report
+    (timeline_summary.json: busy fractions, per-stage capacity, the ideal bound, policy lag); log the busy
+    fractions."""
+    spans = [s for s in spans if s.end > t0 and s.start < t1]
+    lags = [r["lag/max"] for r in history if "lag/max" in r]
+    means = [r["lag/mean"] for r in history if "lag/mean" in r]
+    summary = {
+        "window_s": t1 - t0,
+        "busy": busy_fractions(spans, t0, t1),
+        "bound": ideal_bound(spans, env_steps),
+        "lag": {"mean": sum(means) / len(means) if means else 0.0, "max": max(lags, default=0.0)},
+        "spans": len(spans),
+    }
+    write_chrome_trace(spans, run_dir / "trace.json")
+    write_gantt(
+        spans, run_dir / "timeline.png", f"{trainer}: stage timeline (first 10 s of training)", window_s=10.0
+    )
+    (run_dir / "timeline_summary.json").write_text(json.dumps(summary, indent=2))
+    busy = ", ".join(f"{k} {v:.0%}" for k, v in summary["busy"].items())
+    log.info(
+        "%s busy: %s; idle = 1 - busy; ideal bound %.0f env steps/s", trainer, busy, summary["bound"]["bound"]
+    )
+    return summary

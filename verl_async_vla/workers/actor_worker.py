@@ -63,7 +63,11 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def stream_status(self) -> dict:
-        return self.loop.status() if self.loop is not None else {"policy_version": self.policy_version, "metrics": []}
+        return (
+            self.loop.status()
+            if self.loop is not None
+            else {"policy_version": self.policy_version, "metrics": []}
+        )
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def stop_stream(self) -> dict:

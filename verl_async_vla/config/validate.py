@@ -1,0 +1,100 @@
+"""Config validation: merge user config onto the schema and check cross-field rules, all before Ray starts or any
+process spawns. It imports the env, model and algorithm registries, which import the schema, so it lives apart from
+the schema (no import circle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from verl_async_vla.config.schema import RunConfig
+
+
+def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
+    """Merge user config onto the schema and check cross-field rules; raises ValueError naming the fix."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+        run: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        first = str(err).splitlines()[0]
+        key = getattr(err, "full_key", None)
+        raise ValueError(
+            f"invalid config{f' at {key!r}' if key else ''}: {first}. See the valid keys and types with "
+            "`python -m verl_async_vla.main --cfg job`."
+        ) from None
+    m, e = run.model, run.env
+    from verl_async_vla.envs import ENV_REGISTRY  # cheap: backends import lazily
+
+    if e.name not in ENV_REGISTRY:
+        raise ValueError(
+            f"env.name={e.name!r} is unknown; available: {sorted(ENV_REGISTRY)} (pick with env=<name>)."
+        )
+    from verl_async_vla.envs.wrappers import PROFILES
+
+    if e.latency != "none" and e.latency not in PROFILES:
+        raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
+    from verl_async_vla.models import MODEL_NAMES
+
+    if m.name not in MODEL_NAMES:
+        raise ValueError(
+            f"model.name={m.name!r} is unknown; available: {MODEL_NAMES} (pick with model=<name>)."
+        )
+    if m.name == "hf_vla":
+        from verl_async_vla.models.hf_vla import check_hf_path
+
+        check_hf_path(m.hf_path)
+    if m.device != "cpu" and not m.device.startswith("cuda"):
+        raise ValueError(f"model.device={m.device!r} is unknown; use cpu or cuda.")
+    if m.init not in ("sft", "scratch"):
+        raise ValueError(
+            f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."
+        )
+    if m.action_head not in ("gaussian", "discrete"):
+        raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
+    if m.image_size != e.image_size:
+        raise ValueError(
+            f"model.image_size={m.image_size} differs from env.image_size={e.image_size}; set both to the same value."
+        )
+    if m.chunk < 1 or m.chunk > e.max_episode_steps:
+        raise ValueError(
+            f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
+        )
+    a = run.algo
+    from verl_async_vla.algos.off_policy import OFF_POLICY_MODES
+
+    if a.off_policy not in OFF_POLICY_MODES:
+        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use one of {OFF_POLICY_MODES}.")
+    if a.off_policy == "decoupled_ppo":
+        a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
+    if a.train_batch_episodes < 1 or a.is_cap <= 0:
+        raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
+    if run.trainer.pipeline_stages < 1:
+        raise ValueError("trainer.pipeline_stages must be >= 1 (1 = plain lockstep).")
+    if run.trainer.placement not in ("disaggregated", "colocated"):
+        raise ValueError(
+            f"trainer.placement={run.trainer.placement!r} is unknown; use disaggregated or colocated."
+        )
+    if run.trainer.placement == "colocated" and run.trainer.rollout_workers != run.trainer.actor_workers:
+        raise ValueError(
+            "trainer.placement=colocated fuses one rollout and one actor per process: set trainer.rollout_workers"
+            f" = trainer.actor_workers (now {run.trainer.rollout_workers} and {run.trainer.actor_workers})."
+        )
+    t = run.trainer
+    from verl_async_vla.learning.staleness import STALE_POLICIES
+
+    if t.stale_policy not in STALE_POLICIES:
+        raise ValueError(f"trainer.stale_policy={t.stale_policy!r} is unknown; use one of {STALE_POLICIES}.")
+    if t.max_staleness < 0:
+        raise ValueError(f"trainer.max_staleness={t.max_staleness} must be >= 0 (policy versions).")
+    if t.max_batch < 1 or t.max_wait_ms < 0:
+        raise ValueError("trainer.max_batch must be >= 1 and trainer.max_wait_ms >= 0.")
+    if run.trainer.actor_workers != 1:
+        raise ValueError(
+            "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."
+        )
+    for name in ("num_workers", "num_envs_per_worker"):
+        if getattr(e, name) < 1:
+            raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
+    return run

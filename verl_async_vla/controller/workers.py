@@ -1,0 +1,85 @@
+"""The run's worker groups: spawned once from the config, shared by both trainers, released at the end.
+
+Training: env workers, rollout workers and the actor (disaggregated: a pool each; colocated: rollout + actor fused
+per process). Evaluation has its own env and rollout workers, so it never disturbs training envs mid-episode and
+never stops the async pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ray
+from verl.single_controller.ray import RayWorkerGroup
+
+from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.envs import check_env_backend
+from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
+from verl_async_vla.models.sft import start_checkpoint
+from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
+from verl_async_vla.workers.placement import init_ray, release, spawn_colocated, spawn_group
+
+
+@dataclasses.dataclass
+class WorkerSet:
+    env: RayWorkerGroup
+    rollout: RayWorkerGroup
+    actor: RayWorkerGroup
+    eval_env: RayWorkerGroup | None
+    eval_rollout: RayWorkerGroup | None
+    init_checkpoint: str
+    eval_envs: int  # envs of the evaluation worker (0: evaluation off)
+
+    def publish(self, to: RayWorkerGroup | None = None) -> int:
+        """Actor weights -> rollout workers (all training ones, or `to`) through one object-store reference;
+        -> the version they now hold."""
+        ref = self.actor.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
+        return ray.get([w.set_weights_packed.remote(ref) for w in (to or self.rollout).handles])[0]
+
+    def release(self) -> None:
+        # Simulators close on their own lanes first: a render context freed from another thread at process exit
+        # fails (EGL contexts are bound to the thread that made them current).
+        envs = [w for g in (self.env, self.eval_env) if g is not None for w in g.handles]
+        ray.wait([w.close.remote() for w in envs], num_returns=len(envs), timeout=30)
+        for group in (self.env, self.eval_env, self.rollout, self.eval_rollout, self.actor):
+            if group is not None:
+                release(group)
+
+
+def spawn_workers(cfg: RunConfig) -> WorkerSet:
+    t = cfg.trainer
+    check_env_backend(cfg.env)
+    init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 4)
+    common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
+    env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common)
+    spec = env_wg.spec()[0]
+    if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
+        release(env_wg)
+        raise ValueError(
+            f"env {cfg.env.name!r} has action_dim={spec.action_dim}, state_dim={spec.state_dim} but the model "
+            f"has action_dim={cfg.model.action_dim}, state_dim={cfg.model.state_dim}; set "
+            f"model.action_dim={spec.action_dim} model.state_dim={spec.state_dim}."
+        )
+    if cfg.model.checkpoint:  # fail here, in one line, rather than inside a remote worker
+        check_compatible(load_checkpoint(cfg.model.checkpoint)["model_cfg"], cfg.model)
+    init_ckpt = str(start_checkpoint(cfg))
+    model_cfg = dataclasses.asdict(cfg.model)
+    rollout_kwargs = dict(model_cfg=model_cfg, **common)
+    gpu = cfg.model.device.startswith("cuda")  # one GPU per rollout / actor process (per fused process)
+    # No bigger than a training worker's envs: a LIBERO env holds ~1-2 GB.
+    eval_envs = min(t.eval_episodes, cfg.env.num_envs_per_worker, 32)
+    eval_env_wg = eval_rollout_wg = None
+    if eval_envs > 0:
+        eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=eval_envs, latency="none")
+        eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common)
+        eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, **rollout_kwargs)
+    actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
+                        **common)  # fmt: skip
+    if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
+        roles = {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)}
+        groups = spawn_colocated(roles, t.rollout_workers, "policy", use_gpu=gpu)
+        rollout_wg, actor_wg = groups["rollout"], groups["actor"]
+    else:
+        rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, **rollout_kwargs)
+        actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", use_gpu=gpu, **actor_kwargs)
+    return WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs)
