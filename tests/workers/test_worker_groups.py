@@ -10,6 +10,7 @@ from verl import DataProto
 from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import save_checkpoint
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
+from verl_async_vla.workers.codec import weights_from_wire, weights_to_wire
 from verl_async_vla.workers.env_worker import actions_for_all_envs
 from verl_async_vla.workers.placement import spawn_group
 
@@ -24,7 +25,7 @@ def test_env_and_rollout_groups_spawn_and_answer(ray_session, small_cfg):
     assert len(obs) == 4 and set(obs.non_tensor_batch["env_key"] >> 20) == {0, 1}  # two shards
 
     policy = build_policy(small_cfg.model)
-    assert roll_wg.set_weights(policy.get_weights(), 0) == [0, 0]
+    assert roll_wg.set_weights(weights_to_wire(policy.get_weights()), 0) == [0, 0]
     odd = obs.select_idxs(np.arange(3))  # 3 rows over 2 rollout ranks: needs verl's auto padding
     odd.meta_info["_verl_auto_padding"] = True
     keys_before = list(odd.non_tensor_batch["env_key"])
@@ -57,7 +58,8 @@ def test_actor_group_loads_checkpoint_and_versions_weights(ray_session, small_cf
         ActorWorker, 1, "t_actor", model_cfg=dataclasses.asdict(small_cfg.model),
         algo_cfg=dataclasses.asdict(small_cfg.algo), init_checkpoint=str(ckpt), seed=0,
     )  # fmt: skip
-    weights, version = actor_wg.get_weights()[0]
+    wire, version = actor_wg.get_weights()[0]
+    weights = weights_from_wire(wire)
     assert version == 0
     for k, v in policy.get_weights().items():
         assert torch.equal(weights[k], v)

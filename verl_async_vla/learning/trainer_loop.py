@@ -28,6 +28,7 @@ import torch
 from verl import DataProto
 
 from verl_async_vla.learning.staleness import StalenessGate
+from verl_async_vla.workers.codec import weights_to_wire
 
 if TYPE_CHECKING:
     from verl_async_vla.workers.actor_worker import ActorWorker
@@ -55,7 +56,7 @@ class TrainerLoop:
         self.metrics: list[dict[str, float]] = []
         self.stats: dict[str, float] = defaultdict(float)
         self.stopping = False
-        self.published: tuple[dict[str, torch.Tensor], int] | None = None
+        self.published: tuple[dict, int] | None = None  # (weights on the wire, version)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="actor-trainer", daemon=True)
         self.thread.start()
@@ -174,7 +175,7 @@ class TrainerLoop:
         """Weights straight to the rollout workers (one put, every worker reads it); wait for their acks so
         that every episode started afterwards is on the new version; then open the gate for the next batch."""
         version = self.actor.policy_version
-        self.published = (self.actor.policy.get_weights(), version)
+        self.published = (weights_to_wire(self.actor.policy.get_weights()), version)
         ref = ray.put(self.published)
         ray.get([r.set_weights_packed.remote(ref) for r in self.plane.rollouts])
         ray.get(self.plane.gate.advance.remote(version))

@@ -26,7 +26,7 @@ from verl_async_vla.learning.trainer_loop import TrainerLoop, TrainPlane
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
-from verl_async_vla.workers.codec import set_thread_budget
+from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
 
 
 class ActorWorker(Worker):
@@ -75,10 +75,12 @@ class ActorWorker(Worker):
         return loop.stop() if loop is not None else {}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def get_weights(self) -> tuple[dict[str, torch.Tensor], int]:
+    def get_weights(self) -> tuple[dict, int]:
+        """(weights on the wire, version): a consistent snapshot (the last published) while the trainer thread
+        updates the weights."""
         if self.loop is not None and self.loop.published is not None:
-            return self.loop.published  # a consistent snapshot while the trainer thread updates the weights
-        return self.policy.get_weights(), self.policy_version
+            return self.loop.published
+        return weights_to_wire(self.policy.get_weights()), self.policy_version
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ingest(self, batch: DataProto) -> dict[str, float]:

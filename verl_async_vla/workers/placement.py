@@ -21,8 +21,10 @@ import ray
 from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, RayWorkerGroup
 from verl.single_controller.ray.base import create_colocated_worker_cls
 
-# Every worker process inherits these: one BLAS/OMP thread each, since all roles share 2 cores.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+# Every worker process inherits these: one BLAS/OMP thread each, since all roles share 2 cores; DataProto pickled
+# as numpy (verl's own option): Ray then ships its tensors out of band instead of through torch.save.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl",
+              "VERL_DATAPROTO_SERIALIZATION_METHOD": "numpy"}  # fmt: skip
 
 
 # Workers are threaded Ray actors: in the async data plane an env worker receives answers (`deliver`) while its envs
@@ -36,6 +38,7 @@ def init_ray(address: str | None, logical_cpus: int) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("VERL_DATAPROTO_SERIALIZATION_METHOD", "numpy")  # the driver sends DataProtos too
     kwargs: dict[str, Any] = dict(
         include_dashboard=False, log_to_driver=True, runtime_env={"env_vars": WORKER_ENV}
     )

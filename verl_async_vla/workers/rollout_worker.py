@@ -16,7 +16,7 @@ from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.models import build_policy
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
-from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget
+from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
 
 
 class RolloutWorker(Worker):
@@ -31,12 +31,13 @@ class RolloutWorker(Worker):
         self.server: InferenceServer | None = None
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
+    def set_weights(self, weights: dict, version: int) -> int:
+        """`weights` as `ActorWorker.get_weights` sends them (numpy on the wire, codec.weights_to_wire)."""
         with self.model_lock:  # no batch runs while the weights change
             if version > self.policy_version:
                 if self.server is not None:
                     self.server.flush_deliveries()
-                self.policy.load_weights(weights)
+                self.policy.load_weights(weights_from_wire(weights))
                 self.policy_version = version
             return self.policy_version
 
@@ -63,7 +64,7 @@ class RolloutWorker(Worker):
         return self.spans.drain()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def set_weights_packed(self, weights_and_version: tuple[dict[str, torch.Tensor], int]) -> int:
+    def set_weights_packed(self, weights_and_version: tuple[dict, int]) -> int:
         """Takes `ActorWorker.get_weights`' result as is, so the driver can pass its ObjectRef unresolved."""
         return self.set_weights(*weights_and_version)
 
