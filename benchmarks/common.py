@@ -61,13 +61,14 @@ def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
 
 
 def git_commit() -> str:
-    """The commit the runs were made on (with '+dirty' when the working tree had uncommitted changes)."""
+    """The commit the code was at (with '+dirty' when the package or the benchmarks had uncommitted changes;
+    results and plots written into docs/ do not count)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "verl_async_vla",
+                                "benchmarks"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

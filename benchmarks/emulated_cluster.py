@@ -117,6 +117,11 @@ def main() -> None:
             summaries.append(s)
             tl = json.loads((run_dir / "timeline_summary.json").read_text())
             row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
+            # what reached the trainer: with a short budget async runs ahead by its staleness credits
+            row[f"{trainer}_samples_trained_per_s"] = round(
+                s["ledger"]["samples_trained"] / (s["wall_minutes"] * 60), 1
+            )
+            row[f"{trainer}_updates"] = s["iterations"]
             row[f"{trainer}_busy"] = {k: round(v, 3) for k, v in tl["busy"].items()}
             row[f"{trainer}_ideal_bound_env_steps_per_s"] = round(tl["bound"]["bound"], 1)
             row[f"{trainer}_driver_cpu_us_per_env_step"] = round(s["driver_cpu_us_per_env_step"], 1)

@@ -73,7 +73,13 @@ class AsyncVLAController(Controller):
         self.env_steps_executed = sum(p["executed_env_steps"] for p in self.producers)
         self._log_evaluations(wait=True)
         self.gate_stats = ray.get(self.gate.stats.remote())
-        ray.kill(self.gate)
+
+    def release_workers(self) -> None:
+        gate = getattr(self, "gate", None)
+        if gate is not None:  # also after a failed run
+            ray.kill(gate)
+            self.gate = None
+        super().release_workers()
 
     # ---- evaluation beside training -----------------------------------------------------------------------
     def periodic_eval(self) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 
 def source_commit() -> str:
-    """The git commit of this package's source tree ('+dirty' with uncommitted changes; 'unknown' outside git)."""
+    """The git commit of this package's source tree ('+dirty' with uncommitted changes to the package's own files,
+    so that benchmark output written into docs/ does not mark the code dirty; 'unknown' outside git)."""
     import subprocess
 
     here = Path(__file__).resolve().parent
@@ -26,7 +27,7 @@ def source_commit() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here,
                                capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
