@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, ROOT, curve, run_main, write_result
+from common import RESULTS, ROOT, curve, run_main, run_provenance, write_result
 
 # name -> (hydra overrides, env-step budget). The main pair runs the README's main job budget.
 MAIN = {
@@ -156,6 +156,8 @@ def run_row(variant: str, seed: int, out: Path, budget_override: int | None) -> 
         "lag_mean": round(statistics.mean(lags), 2) if lags else None,
         "behaviour_abs_log_ratio": round(statistics.mean(log_ratio), 3) if log_ratio else None,
         "ledger": summary["ledger"],
+        "commit": summary.get("commit", "not recorded"),  # the code the run was made with
+        "date": summary.get("date", ""),
         "eval_curve": [(s, v, walls.get(s, 0.0)) for s, v in evals],
     }
     print(f"  {variant} seed {seed}: success {row['success_start']:.2f} -> {row['success_final']:.2f} "
@@ -229,11 +231,15 @@ def main() -> None:
     main_rows = merge(old.get("runs", []), [r for r in fresh if r["variant"] in MAIN])
     ablation = merge(old.get("off_policy_ablation", []), [r for r in fresh if r["variant"] in ABLATION])
     ablation = [r for r in ablation if r["variant"] in ABLATION]  # retired variant names are dropped
+    provenance = run_provenance(fresh)  # rows kept from earlier invocations carry their own
     if any(r["variant"] == "sync" for r in fresh):
-        write_result("embedded_sync", {"runs": [r for r in main_rows if r["variant"] == "sync"]})
+        write_result(
+            "embedded_sync", {"runs": [r for r in main_rows if r["variant"] == "sync"], **provenance}
+        )
     write_result(
         "embedded_sync_vs_async",
         {
+            **provenance,
             "runs": main_rows,
             "off_policy_ablation": ablation,
             "summary": summarise(main_rows),

@@ -54,7 +54,12 @@ def _run_table(lines: list[str], rows: list[dict]) -> None:
 
 
 def _commands(rows: list[dict], fallback: str) -> list[str]:
-    return [f"- command: `{c}`" for c in dict.fromkeys(r.get("command") or fallback for r in rows)]
+    out = [f"- command: `{c}`" for c in dict.fromkeys(r.get("command") or fallback for r in rows)]
+    commits = sorted({r.get("commit", "not recorded (runs made before commits were recorded)") for r in rows})
+    dates = sorted(r["date"] for r in rows if "date" in r)
+    return out + [
+        f"- commit of the runs: {', '.join(commits)}" + (f"; first run: {dates[0]}" if dates else "")
+    ]
 
 
 def learning(lines: list[str]) -> None:
