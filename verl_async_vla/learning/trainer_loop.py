@@ -2,15 +2,19 @@
 run, and each new version goes straight to the rollout workers.
 
 Env workers call `ActorWorker.push(episodes)` as episodes finish. A trainer thread:
-1. merges arrivals into the queue and scores unscored episodes under the current weights (pi_prox) while it waits,
-   so scoring overlaps with the envs;
+1. adds arrivals to its queue (learning/episode_queue.py) and, while it waits, scores the episodes the next update
+   will take (pi_prox under the current weights), so scoring overlaps with the envs and no row is scored under a
+   version it will not be trained at;
 2. once B episodes are queued (B = `algo.train_batch_episodes`), applies the actor half of the staleness gate
    (learning/staleness.py): it asks the env workers for the oldest version among their open episodes and, in
    `pause` mode, waits while one of them could only be trained now; in `drop` mode it drops what is too old;
 3. trains the must-train episodes plus the oldest others up to B (re-scoring any scored under older weights);
-4. publishes version u + 1 to every rollout worker through one object-store reference, waits for their
-   acknowledgements (a rollout worker swaps between batches, so this costs at most one inference batch), and
-   then tells the gate, which grants producers the next batch of start credits.
+4. hands version u + 1 to a publisher thread and goes on with the next batch: the publisher puts it into the
+   object store once, every rollout worker loads it (between inference batches, so a swap costs at most one
+   batch), and after their acknowledgements it tells the gate, which grants producers the next batch of start
+   credits. If the trainer finishes another update before a publication ends, only the newest version is
+   published next (a rollout worker may skip a version; the staleness rule counts versions of decisions, so it
+   still holds: episodes started meanwhile carry the older version and become must-train sooner).
 The consumer side of the ledger (received, trained, dropped, still queued) is counted here.
 """
 
@@ -27,6 +31,7 @@ import ray
 import torch
 from verl import DataProto
 
+from verl_async_vla.learning.episode_queue import EpisodeQueue
 from verl_async_vla.learning.staleness import StalenessGate
 from verl_async_vla.workers.codec import weights_to_wire
 
@@ -50,16 +55,21 @@ class TrainerLoop:
         self.rule = StalenessGate(plane.max_staleness, plane.stale_policy, self.batch_size)
         self.cond = threading.Condition()
         self.arrived: list[DataProto] = []
-        self.queue: DataProto | None = None
+        self.queue = EpisodeQueue()
         self.received: list[int] = []
         self.dropped: list[int] = []
         self.metrics: list[dict[str, float]] = []
         self.stats: dict[str, float] = defaultdict(float)
         self.stopping = False
-        self.published: tuple[dict, int] | None = None  # (weights on the wire, version)
+        self.published: tuple[dict, int] | None = None  # (weights on the wire, version) the rollouts acked
+        self.to_publish: tuple[dict[str, torch.Tensor], int] | None = (
+            None  # newest snapshot not yet published
+        )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="actor-trainer", daemon=True)
+        self.publisher = threading.Thread(target=self._publish_loop, name="actor-publisher", daemon=True)
         self.thread.start()
+        self.publisher.start()
 
     def push(self, episodes: DataProto) -> None:
         episodes.batch["prox_log_prob"] = torch.zeros_like(episodes.batch["old_log_prob"])
@@ -101,16 +111,11 @@ class TrainerLoop:
     def _merge_arrivals(self) -> None:
         with self.cond:
             parts, self.arrived = self.arrived, []
-        if parts:
-            self.queue = DataProto.concat(([self.queue] if self.queue is not None else []) + parts)
+        for part in parts:
+            self.queue.add(part)
 
     def _queued(self) -> int:
-        return 0 if self.queue is None else len(self.queue)
-
-    def _oldest_versions(self) -> np.ndarray:
-        b = self.queue.batch
-        versions = b["policy_version"].masked_fill(b["mask"] == 0, np.iinfo(np.int64).max)
-        return versions.min(dim=1).values.numpy()
+        return len(self.queue)
 
     def _stragglers_done(self) -> bool:
         """`pause`: no open episode may be one that could only be trained in this update."""
@@ -120,65 +125,83 @@ class TrainerLoop:
                          if v is not None]  # fmt: skip
         return not any(self.rule.must_train(v, self.actor.policy_version) for v in open_versions)
 
-    def _score_stale_rows(self) -> None:
-        """pi_prox for rows not yet scored under the current weights (the work off-policy correction needs)."""
-        if self.queue is None:
-            return
-        b = self.queue.batch
-        rows = torch.nonzero(b["prox_version"] != self.actor.policy_version).flatten()
-        if len(rows) == 0:
-            return
-        t0 = time.time()
-        with torch.no_grad():
-            log_prob, _, values = self.actor._evaluate(self.queue, rows)
-        b["prox_log_prob"][rows] = log_prob
-        b["prox_values"][rows] = values
-        b["prox_version"][rows] = self.actor.policy_version
-        self.actor.spans.record(t0, batch=len(rows), version=self.actor.policy_version, kind="score")
-
-    def _train_one_batch(self) -> None:
+    def _plan(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """-> (rows the next update takes, rows too old to train (`drop` only), how many of the taken must be
+        trained now). Must-train episodes first, then the oldest others up to B."""
         u = self.actor.policy_version
-        oldest = self._oldest_versions()
-        ids = self.queue.non_tensor_batch["episode_id"]
-        too_old = np.array([self.rule.too_old(int(v), u) for v in oldest]) if self.rule.policy == "drop" else (
-            np.zeros(len(oldest), dtype=bool))  # fmt: skip
-        if too_old.any():
-            self.dropped.extend(ids[too_old].tolist())
-            self.plane.gate.release.remote(int(too_old.sum()))
+        oldest = self.queue.oldest_versions()
+        too_old = np.array([self.rule.too_old(int(v), u) for v in oldest], dtype=bool)
+        if self.rule.policy != "drop":
+            too_old[:] = False
         order = [i for i in np.argsort(oldest, kind="stable") if not too_old[i]]
         must = [i for i in order if self.rule.must_train(int(oldest[i]), u)]
         rest = [i for i in order if not self.rule.must_train(int(oldest[i]), u)]
         take = must + rest[: max(0, self.batch_size - len(must))]
-        left = sorted(set(range(len(self.queue))) - set(take) - set(np.flatnonzero(too_old).tolist()))
-        if not take:
-            self.queue = self.queue.select_idxs(np.array(left, dtype=np.int64)) if left else None
+        return np.array(sorted(take), dtype=np.int64), np.flatnonzero(too_old), len(must)
+
+    def _score_stale_rows(self) -> None:
+        """pi_prox (the work off-policy correction needs) for the rows the next update would take, if not yet
+        scored under the current weights."""
+        if not self._queued():
             return
-        batch = self.queue.select_idxs(np.array(sorted(take), dtype=np.int64))
-        self.queue = self.queue.select_idxs(np.array(left, dtype=np.int64)) if left else None
+        t0 = time.time()
+        scored = self.queue.score(self._plan()[0], self.actor.policy_version, self.actor._evaluate)
+        if scored:
+            self.actor.spans.record(t0, batch=scored, version=self.actor.policy_version, kind="score")
+
+    def _train_one_batch(self) -> None:
+        take, too_old, must = self._plan()
+        if len(too_old):
+            dropped = self.queue.take(too_old)
+            self.dropped.extend(dropped.non_tensor_batch["episode_id"].tolist())
+            self.plane.gate.release.remote(len(too_old))
+            take, _, must = self._plan()  # positions moved
+        if len(take) == 0:
+            return
+        self._score_stale_rows()  # must-train rows beyond B were not scored while waiting
+        batch = self.queue.take(take)
         t0 = time.time()
         metrics = self.actor._update(batch)
         self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
-        t_pub = time.monotonic()
-        self.publish()
-        metrics["actor/publish_s"] = time.monotonic() - t_pub
-        metrics["actor/must_train"] = float(len(must))
+        t_snap = time.time()
+        with self.cond:  # a snapshot (a copy): the next update changes the weights while this one travels
+            self.to_publish = (self.actor.policy.get_weights(), self.actor.policy_version)
+            self.cond.notify_all()
+        self.actor.spans.record(t_snap, batch=1, version=self.actor.policy_version, kind="snapshot")
+        metrics["actor/snapshot_s"] = time.time() - t_snap
+        metrics["actor/must_train"] = float(must)
         metrics["actor/straggler_wait_s"] = self.stats.pop("straggler_wait_s", 0.0)
         metrics["actor/queued"] = float(self._queued())
         metrics["train/success"] = float(np.mean(batch.non_tensor_batch["success"]))
         metrics["train/episode_len"] = float(np.mean(batch.non_tensor_batch["env_steps"]))
         metrics["train/return"] = float(batch.batch["rewards"].sum(1).mean())
-        metrics["actor/trained_env_steps"] = float(np.sum(batch.non_tensor_batch["env_steps"]))
         with self.cond:
             self.metrics.append(metrics)
 
-    def publish(self) -> None:
+    def _publish_loop(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while self.to_publish is None and not self.stopping:
+                        self.cond.wait(0.1)
+                    if self.to_publish is None:  # stopping, nothing left to publish
+                        return
+                    (weights, version), self.to_publish = self.to_publish, None
+                self.publish(weights, version)
+        except BaseException as err:
+            self.error = err
+            raise
+
+    def publish(self, weights: dict[str, torch.Tensor], version: int) -> None:
         """Weights straight to the rollout workers (one put, every worker reads it); wait for their acks so
         that every episode started afterwards is on the new version; then open the gate for the next batch."""
-        version = self.actor.policy_version
-        self.published = (weights_to_wire(self.actor.policy.get_weights()), version)
-        ref = ray.put(self.published)
+        t0 = time.time()
+        wire = (weights_to_wire(weights), version)
+        ref = ray.put(wire)
         ray.get([r.set_weights_packed.remote(ref) for r in self.plane.rollouts])
+        self.published = wire
         ray.get(self.plane.gate.advance.remote(version))
+        self.actor.weight_spans.record(t0, batch=1, version=version, kind="publish")
 
     # ---- control ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -194,9 +217,10 @@ class TrainerLoop:
             self.stopping = True
             self.cond.notify_all()
         self.thread.join()
+        self.publisher.join()  # the last snapshot is published before the ledger is read
         if self.error is not None:
             raise RuntimeError(f"actor trainer loop failed: {self.error!r}") from self.error
-        queued = [] if self.queue is None else self.queue.non_tensor_batch["episode_id"].tolist()
+        queued = self.queue.all_ids()
         queued += [i for p in self.arrived for i in p.non_tensor_batch["episode_id"].tolist()]
         return {"received": list(self.received), "trained": list(self.actor.trained_episode_ids),
                 "dropped": list(self.dropped), "queued": queued, "metrics": self.status()["metrics"]}  # fmt: skip

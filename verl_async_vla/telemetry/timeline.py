@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Span:
-    stage: str  # "env" | "rollout" | "actor" | "driver"
+    stage: str  # "env" | "rollout" | "actor" | "weights" (publishing a version) | "driver"
     worker: str  # e.g. "env/0"
     start: float
     end: float
@@ -59,15 +59,19 @@ def busy_fractions(spans: list[Span], t0: float, t1: float) -> dict[str, float]:
     return out
 
 
-def ideal_bound(spans: list[Span], env_steps: int) -> dict[str, float]:
-    """Per-stage capacity in env steps/s if that stage never waited: env_steps / (busy time / its workers).
-    The pipeline bound is the slowest stage's capacity (every stage must process every sample)."""
+def ideal_bound(spans: list[Span], env_steps: int, work: dict[str, float] | None = None) -> dict[str, float]:
+    """Per-stage capacity in env steps/s if that stage never waited: the env steps it handled / (busy time / its
+    workers). The pipeline bound is the slowest stage's capacity (every stage must process every sample).
+    `work` overrides `env_steps` per stage where a stage handled a different amount: the actor (and the weight
+    publisher) trained only the episodes that reached it, not the ones still open or queued when the run stopped;
+    crediting it with every executed step would overstate its capacity."""
     caps: dict[str, float] = {}
     for stage in sorted({s.stage for s in spans} - {"driver"}):
         mine = [s for s in spans if s.stage == stage]
         workers = len({s.worker for s in mine})
         busy = sum(s.duration for s in mine) / workers
-        caps[stage] = env_steps / busy if busy > 0 else float("inf")
+        done = (work or {}).get(stage, env_steps)
+        caps[stage] = done / busy if busy > 0 else float("inf")
     caps["bound"] = min(caps.values()) if caps else 0.0
     return caps
 
@@ -100,9 +104,15 @@ def write_gantt(spans: list[Span], path: Path, title: str, window_s: float | Non
     t_end = t0 + window_s if window_s else max((s.end for s in spans), default=1.0)
     workers = sorted(
         {s.worker for s in spans},
-        key=lambda w: ({"env": 0, "rollout": 1, "actor": 2}.get(w.split("/")[0], 3), w),
+        key=lambda w: ({"env": 0, "rollout": 1, "actor": 2, "weights": 3}.get(w.split("/")[0], 3), w),
     )
-    colours = {"env": "tab:green", "rollout": "tab:blue", "actor": "tab:red", "driver": "tab:gray"}
+    colours = {
+        "env": "tab:green",
+        "rollout": "tab:blue",
+        "actor": "tab:red",
+        "weights": "tab:orange",
+        "driver": "tab:gray",
+    }
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(workers) + 1.2))
     for row, w in enumerate(workers):
         bars = [(s.start - t0, s.duration) for s in spans if s.worker == w and s.start < t_end]
@@ -130,11 +140,14 @@ def export_timeline(spans: list[Span], t0: float, t1: float, env_steps: int, his
     fractions."""
     spans = [s for s in spans if s.end > t0 and s.start < t1]
     lags = [r["lag/max"] for r in history if "lag/max" in r]
+    trained = sum(r.get("actor/trained_env_steps", 0.0) for r in history)
+    work = {"actor": trained, "weights": trained} if trained else None
     means = [r["lag/mean"] for r in history if "lag/mean" in r]
     summary = {
         "window_s": t1 - t0,
         "busy": busy_fractions(spans, t0, t1),
-        "bound": ideal_bound(spans, env_steps),
+        "bound": ideal_bound(spans, env_steps, work),
+        "env_steps": {"executed": env_steps, "trained": trained},
         "lag": {"mean": sum(means) / len(means) if means else 0.0, "max": max(lags, default=0.0)},
         "spans": len(spans),
     }

@@ -48,6 +48,8 @@ class ActorWorker(Worker):
         self.trained_episode_ids: list[int] = []
         self.received_episode_ids: list[int] = []  # lockstep path (the stream path counts in its TrainerLoop)
         self.spans = SpanRecorder("actor", f"actor/{self.rank}")
+        # publishing a version runs beside the next update in the async trainer: a stage of its own
+        self.weight_spans = SpanRecorder("weights", f"weights/{self.rank}")
         self.loop: TrainerLoop | None = None
 
     # ---- async data plane: episodes straight from env workers, weights straight to rollout workers ------------
@@ -103,7 +105,7 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
-        return self.spans.drain()
+        return self.spans.drain() + self.weight_spans.drain()
 
     def _update(self, batch: DataProto) -> dict[str, float]:
         """PPO epochs over episode rows, with the configured off-policy correction; then a new version."""
@@ -154,6 +156,8 @@ class ActorWorker(Worker):
                 "actor/policy_version": self.policy_version,
                 "actor/optimizer_steps": steps,
                 "actor/episodes": n,
+                # the actor stage's work, for its capacity in the timeline (env steps it trained, not produced)
+                "actor/trained_env_steps": float(np.sum(batch.non_tensor_batch["env_steps"])),
                 "lag/mean": float(lag.mean()),
                 "lag/p99": float(torch.quantile(lag, 0.99)),
                 "lag/max": float(lag.max()),
