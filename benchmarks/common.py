@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from verl_async_vla.telemetry.run_log import source_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 
@@ -61,17 +63,9 @@ def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
 
 
 def git_commit() -> str:
-    """The commit the code was at (with '+dirty' when the package or the benchmarks had uncommitted changes;
-    results and plots written into docs/ do not count)."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "verl_async_vla",
-                                "benchmarks"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The commit the code was at ('+dirty' when the package or the benchmarks had uncommitted changes; results and
+    plots written into docs/ do not count): the same marker every run's summary carries."""
+    return source_commit(also=(ROOT / "benchmarks",))
 
 
 def now() -> str:

@@ -11,7 +11,7 @@ from verl_async_vla.models.checkpoint import save_checkpoint
 @pytest.fixture
 def small_checkpoint(tmp_path):
     cfg = ModelConfig(image_size=32, channels=8, hidden=32)
-    return save_checkpoint(tmp_path / "p.pt", build_policy(cfg), cfg, policy_version=7)
+    return save_checkpoint(tmp_path / "p.safetensors", build_policy(cfg), cfg, policy_version=7)
 
 
 def test_eval_reports_success_over_the_requested_held_out_episodes(small_checkpoint, capsys):
@@ -27,7 +27,7 @@ def test_eval_reports_success_over_the_requested_held_out_episodes(small_checkpo
 
 def test_eval_of_a_missing_checkpoint_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.checkpoint"):
-        main([str(tmp_path / "missing.pt")])
+        main([str(tmp_path / "missing.safetensors")])
 
 
 def test_eval_writes_an_image_strip_of_the_first_episode(small_checkpoint, tmp_path):

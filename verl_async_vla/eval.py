@@ -1,6 +1,6 @@
 """Rollout-only evaluation of a checkpoint on held-out starts, in-process (no Ray):
 
-verl-async-vla-eval outputs/<run>/checkpoints/final.pt --episodes 200
+verl-async-vla-eval outputs/<run>/checkpoints/final.safetensors --episodes 200
 verl-async-vla-eval <ckpt> --shuffle-instructions     # instruction ablation: should fall to chance
 verl-async-vla-eval <ckpt> --env libero --set libero.suite=libero_spatial max_episode_steps=220 \
     --episodes 20 --strip strip.png                  # LIBERO held-out init states, image strip of one episode

@@ -9,6 +9,7 @@ import sys
 
 import hydra
 from omegaconf import DictConfig
+from ray.exceptions import RayError
 
 from verl_async_vla.config import CONFIG_DIR
 from verl_async_vla.config.validate import validate
@@ -19,6 +20,7 @@ def run(cfg: DictConfig) -> dict:
 
     run_cfg = validate(cfg)
     controller = build_controller(run_cfg)
+    controller.stop_on_signals = True  # SIGTERM / Ctrl-C: graceful stop (Controller.request_stop)
     try:
         summary = controller.train()
     finally:
@@ -30,15 +32,27 @@ def run(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        summary = run(cfg)
+        validate(cfg)
     except (
         ValueError,
         FileNotFoundError,
     ) as err:  # configuration problems: one clear line, no traceback wall
         print(f"verl-async-vla: error: {err}", file=sys.stderr)
         sys.exit(2)
+    try:
+        summary = run(cfg)
+    except (
+        ValueError,
+        FileNotFoundError,
+    ) as err:  # found at set-up (assets, checkpoint shapes): name the fix
+        if isinstance(err, RayError):  # raised inside a worker during the run: not a configuration problem
+            raise
+        print(f"verl-async-vla: error: {err}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps({k: v for k, v in summary.items() if k != "ledger"}, indent=2))
     print("ledger:", json.dumps(summary["ledger"]))
+    if summary["ledger"].get("episodes_unaccounted", 0):
+        sys.exit(1)  # something was lost
 
 
 def cli() -> None:

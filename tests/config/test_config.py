@@ -117,3 +117,25 @@ def test_yaml_defaults_match_the_dataclass_defaults():
     from verl_async_vla.config.schema import RunConfig
 
     assert validate(compose_cfg("run_dir=outputs/run")) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("env.faults.step_timeout_s=-1", "step_timeout_s must be >= 0"),
+        ("env.faults.min_live_fraction=2", "min_live_fraction in"),
+        ("env.faults.inject.kind=segfault", "env.faults.inject.kind='segfault' is unknown"),
+    ],
+)
+def test_fault_settings_are_checked_before_ray(override, message):
+    from verl_async_vla.config.validate import validate
+
+    key, value = override.split("=")
+    node: dict = {}
+    cur = node
+    *path, last = key.split(".")
+    for p in path:
+        cur = cur.setdefault(p, {})
+    cur[last] = float(value) if value.lstrip("-").replace(".", "").isdigit() else value
+    with pytest.raises(ValueError, match=message):
+        validate(node)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from verl_async_vla.envs.embedded import EmbeddedReachShard
-from verl_async_vla.envs.wrappers import PROFILES, CrashingShard, LatencyProfile, LatencyShard
+from verl_async_vla.envs.wrappers import PROFILES, FaultInjectionShard, LatencyProfile, LatencyShard
 
 
 def test_latency_is_seeded_and_a_call_lasts_as_long_as_its_slowest_env():
@@ -20,9 +20,18 @@ def test_reference_longtail_profile_is_fixed():
     assert PROFILES["longtail"] == LatencyProfile(step_median_s=0.010, step_sigma=1.0, reset_s=0.5)
 
 
-def test_crashing_shard_is_fault_injection_that_raises():
-    shard = CrashingShard(EmbeddedReachShard(1, image_size=32), crash_after=1)
-    shard.reset(np.arange(1))
-    shard.step(np.arange(1), np.zeros((1, 1, 2), np.float32))
-    with pytest.raises(RuntimeError, match="injected env crash"):
-        shard.step(np.arange(1), np.zeros((1, 1, 2), np.float32))
+def test_fault_injection_misbehaves_on_schedule_and_counts_across_rebuilds():
+    def make():
+        return FaultInjectionShard(EmbeddedReachShard(1, image_size=32), "raise", env=91, after_steps=2, times=1,
+                                   hang_s=0.0)  # fmt: skip
+
+    shard = make()
+    shard.reset(np.arange(1))  # call 1
+    with pytest.raises(RuntimeError, match="injected fault: env 91"):
+        shard.step(np.arange(1), np.zeros((1, 1, 2), np.float32))  # call 2
+    rebuilt = make()  # `times=1`: the rebuilt env behaves
+    rebuilt.reset(np.arange(1))
+    rebuilt.step(np.arange(1), np.zeros((1, 1, 2), np.float32))
+    nan = FaultInjectionShard(EmbeddedReachShard(1, image_size=32), "nan_obs", env=92, after_steps=1, times=1,
+                              hang_s=0.0)  # fmt: skip
+    assert np.isnan(nan.reset(np.arange(1)).state).all()

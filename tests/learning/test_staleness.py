@@ -44,3 +44,10 @@ def test_bad_gate_config_names_the_key():
         StalenessGate(1, "wait", 4)
     with pytest.raises(ValueError, match="max_staleness"):
         StalenessGate(-1, "pause", 4)
+
+
+def test_a_resumed_gate_counts_credits_from_its_start_version():
+    gate = StalenessGate(max_staleness=1, policy="pause", train_batch_episodes=4, start_version=50)
+    assert gate.grant(100) == 8  # the same start budget as a fresh run, not 50 versions' worth
+    gate.advance(51)
+    assert gate.grant(100) == 4

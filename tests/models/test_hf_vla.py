@@ -14,6 +14,7 @@ from tiny_hf_vlm import write_tiny_paligemma  # noqa: E402
 from verl_async_vla.config.schema import ModelConfig  # noqa: E402
 from verl_async_vla.config.validate import validate  # noqa: E402
 from verl_async_vla.models import PolicyObs, build_policy  # noqa: E402
+from verl_async_vla.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_async_run_with_an_hf_backbone(ray_session, small_cfg, hf_dir):
     finally:
         controller.release_workers()
     assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
-    ckpt = torch.load(summary["checkpoint"], weights_only=False)
+    ckpt = load_checkpoint(summary["checkpoint"])
     assert ckpt["model_cfg"]["name"] == "hf_vla"
     assert not any(k.startswith("backbone.") for k in ckpt["weights"])  # frozen backbone stays in hf_path
 

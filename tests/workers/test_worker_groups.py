@@ -53,7 +53,7 @@ def test_rollout_refuses_to_act_without_weights(ray_session, small_cfg):
 
 def test_actor_group_loads_checkpoint_and_versions_weights(ray_session, small_cfg, tmp_path):
     policy = build_policy(small_cfg.model)
-    ckpt = save_checkpoint(tmp_path / "init.pt", policy, small_cfg.model)
+    ckpt = save_checkpoint(tmp_path / "init.safetensors", policy, small_cfg.model)
     actor_wg = spawn_group(
         ActorWorker, 1, "t_actor", model_cfg=dataclasses.asdict(small_cfg.model),
         algo_cfg=dataclasses.asdict(small_cfg.algo), init_checkpoint=str(ckpt), seed=0,

@@ -46,6 +46,27 @@ class EmulatedConfig:
 
 
 @dataclass
+class FaultInjectionConfig:
+    """FAULT INJECTION ONLY (tests and the soak run, envs/wrappers.py): make one env misbehave on purpose."""
+
+    kind: str = "none"  # none | raise | hang | nan_obs | die (the env worker process exits)
+    env: int = 0  # global env index (worker rank x envs per worker + local index)
+    after_steps: int = 20  # control calls (reset or step) of that env before the fault
+    times: int = 1  # how many times the env faults across rebuilds (-1: every time: it ends quarantined)
+    hang_s: float = 3600.0  # how long a "hang" lasts
+
+
+@dataclass
+class EnvFaultConfig:
+    """What a misbehaving env costs (sampling/env_faults.py): only its current episode, discarded and counted."""
+
+    step_timeout_s: float = 300.0  # a reset or step taking longer is a hang (0: never time out)
+    max_rebuilds: int = 3  # an env rebuilt more often than this is quarantined
+    min_live_fraction: float = 0.5  # the run stops when fewer of the training envs than this remain
+    inject: FaultInjectionConfig = field(default_factory=FaultInjectionConfig)
+
+
+@dataclass
 class EnvConfig:
     name: str = "embedded_reach"  # embedded_reach | libero | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
@@ -56,6 +77,7 @@ class EnvConfig:
     libero: LiberoConfig = field(default_factory=LiberoConfig)
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
+    faults: EnvFaultConfig = field(default_factory=EnvFaultConfig)
 
 
 @dataclass
@@ -131,7 +153,11 @@ class TrainerConfig:
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
     eval_every: int = 10  # iterations; 0 disables
     eval_episodes: int = 64
-    checkpoint_every: int = 0  # iterations; 0 = only the final checkpoint
+    # whole-run checkpoints (controller/checkpointing.py): every N updates; 0 = only the final policy checkpoint
+    checkpoint_every: int = 25
+    checkpoint_keep: int = 3  # run checkpoints kept (the oldest are deleted)
+    # continue a run: "auto" (the latest run checkpoint in run_dir, if any) or a run directory (becomes run_dir)
+    resume: str | None = None
     progress: bool = True
     # verl Tracking backends every metrics record also goes to, e.g. [console] or [tensorboard, wandb]
     logger: list[str] = field(default_factory=list)

@@ -97,4 +97,20 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     for name in ("num_workers", "num_envs_per_worker"):
         if getattr(e, name) < 1:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
+    if run.trainer.checkpoint_every < 0 or run.trainer.checkpoint_keep < 1:
+        raise ValueError("trainer.checkpoint_every must be >= 0 (0: off) and trainer.checkpoint_keep >= 1.")
+    if run.trainer.resume not in (None, "auto"):
+        run.run_dir = run.trainer.resume  # continue that run in its own directory
+    f = e.faults
+    if f.step_timeout_s < 0 or f.max_rebuilds < 0 or not 0.0 <= f.min_live_fraction <= 1.0:
+        raise ValueError(
+            "env.faults: step_timeout_s must be >= 0 (0: no timeout), max_rebuilds >= 0 and min_live_fraction in "
+            f"[0, 1]; got {f.step_timeout_s}, {f.max_rebuilds}, {f.min_live_fraction}."
+        )
+    from verl_async_vla.envs.wrappers import FAULT_KINDS
+
+    if f.inject.kind not in FAULT_KINDS:
+        raise ValueError(
+            f"env.faults.inject.kind={f.inject.kind!r} is unknown; use one of {list(FAULT_KINDS)}."
+        )
     return run

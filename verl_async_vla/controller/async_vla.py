@@ -37,7 +37,7 @@ class AsyncVLAController(Controller):
         t = self.cfg.trainer
         envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
         self.gate = GateServer.remote(
-            t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs
+            t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs, self.policy_version
         )
         ray.get(self.gate.advance.remote(self.policy_version))  # its process is up before the clock starts
 
@@ -50,12 +50,14 @@ class AsyncVLAController(Controller):
         )
         ray.get([e.start_stream.remote(StreamPlane(rollouts, actor, self.gate, self.horizon)) for e in envs])
         iteration_t0 = time.monotonic()
-        while self.env_steps < t.total_env_steps:
+        # a resumed run counts on from its checkpoint: the env workers count only this run's steps
+        done, executed = self.env_steps, self.env_steps_executed
+        while self.env_steps < t.total_env_steps and not self.stop_requested.is_set():
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
             counts = ray.get([e.stream_stats.remote() for e in envs])
-            self.env_steps = sum(c["finished_env_steps"] for c in counts)
-            self.env_steps_executed = sum(c["executed_env_steps"] for c in counts)
+            self.env_steps = done + sum(c["finished_env_steps"] for c in counts)
+            self.env_steps_executed = executed + sum(c["executed_env_steps"] for c in counts)
             for metrics in status["metrics"]:
                 self.policy_version = int(metrics["actor/policy_version"])
                 self.end_iteration(metrics, iteration_t0)
@@ -69,8 +71,8 @@ class AsyncVLAController(Controller):
         for metrics in self.consumer.pop("metrics"):
             self.policy_version = int(metrics["actor/policy_version"])
             self.end_iteration(metrics, iteration_t0)
-        self.env_steps = sum(p["finished_env_steps"] for p in self.producers)
-        self.env_steps_executed = sum(p["executed_env_steps"] for p in self.producers)
+        self.env_steps = done + sum(p["finished_env_steps"] for p in self.producers)
+        self.env_steps_executed = executed + sum(p["executed_env_steps"] for p in self.producers)
         self._log_evaluations(wait=True)
         self.gate_stats = ray.get(self.gate.stats.remote())
 
@@ -95,7 +97,8 @@ class AsyncVLAController(Controller):
     def ledger(self) -> dict[str, int]:
         produced = {eid: n for p in self.producers for eid, n in p["produced"]}
         c = self.consumer
-        out = reconcile(produced, c["received"], c["trained"], c["dropped"], c["queued"])
+        discarded = {eid: n for p in self.producers for eid, n in p["discarded"]}
+        out = reconcile(produced, c["received"], c["trained"], c["dropped"], c["queued"], discarded=discarded)
         out["episodes_abandoned_open"] = sum(p["abandoned_open"] for p in self.producers)
         return out
 

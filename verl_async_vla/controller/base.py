@@ -6,7 +6,10 @@ work: `controller/workers.py` (worker groups, weight publication), `controller/e
 from __future__ import annotations
 
 import json
+import logging
 import math
+import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,11 +19,14 @@ import numpy as np
 import ray
 
 from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.controller.checkpointing import RunCheckpointer
 from verl_async_vla.controller.evaluation import Evaluator
 from verl_async_vla.controller.workers import WorkerSet, spawn_workers
 from verl_async_vla.sampling.trajectory import Episode
 from verl_async_vla.telemetry.run_log import RunLog, source_commit
 from verl_async_vla.telemetry.timeline import export_timeline
+
+log = logging.getLogger(__name__)
 
 
 class Controller(ABC):
@@ -40,6 +46,34 @@ class Controller(ABC):
         )  # decisions per episode, at most
         self.workers: WorkerSet | None = None
         self.run_log: RunLog | None = None
+        # set by `request_stop` (SIGTERM / Ctrl-C in main.py): the schedule ends as at the budget
+        self.stop_requested = threading.Event()
+        self.stop_reason: str | None = None
+        self.stop_on_signals = False  # the command line sets it; library callers keep their own handlers
+        self.wall_offset = 0.0  # training seconds before a resume
+        self.resumed: dict[str, Any] | None = None  # the run checkpoint this run continues
+
+    def _catch_stop_signals(self) -> dict:
+        """SIGTERM (a preempted job) and the first Ctrl-C ask for a graceful stop; a second Ctrl-C interrupts at
+        once. Installed after set-up: starting a local Ray installs its own SIGTERM handler, which this replaces
+        for the run (the driver still shuts Ray down on the way out)."""
+        if not self.stop_on_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def graceful(signum: int, _frame: Any) -> None:
+            name = signal.Signals(signum).name
+            log.warning("%s: stopping producers, finishing the update in progress, then checkpoint and summary "
+                        "(Ctrl-C again interrupts at once)", name)  # fmt: skip
+            self.request_stop(name)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        return {sig: signal.signal(sig, graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next update boundary (sync) or poll (async): producers stop, the update in progress
+        finishes, then the final checkpoint and the summary are written as at the end of the budget."""
+        self.stop_reason = reason
+        self.stop_requested.set()
 
     # ---- what the trainers define -------------------------------------------------------------------------
     @abstractmethod
@@ -53,6 +87,13 @@ class Controller(ABC):
     def scheduler_stats(self) -> dict[str, float]:
         """The trainer's own figures of its scheduling (the async data plane reports its round trips)."""
         return {}
+
+    def driver_state(self) -> dict[str, Any]:
+        """What the driver itself must keep in a run checkpoint (the sync trainer: its ledger, episode ids)."""
+        return {}
+
+    def restore_driver_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Take back `driver_state`'s output when resuming."""
 
     def periodic_eval(self) -> dict[str, Any]:
         """Evaluate now and return the record's fields; async overrides it to evaluate in the background."""
@@ -77,7 +118,7 @@ class Controller(ABC):
         if t.eval_every and self.evaluator.enabled and self.iteration % t.eval_every == 0:
             record.update(self.periodic_eval())
         if t.checkpoint_every and self.iteration % t.checkpoint_every == 0:
-            self.save(f"iter_{self.iteration:05d}.pt")
+            self.checkpointer.save(self)
         self.run_log.log(record)
         elapsed = time.monotonic() - self.run_log.start
         self.run_log.progress(
@@ -86,7 +127,7 @@ class Controller(ABC):
         )  # fmt: skip
 
     def train_wall(self) -> float:
-        wall = time.monotonic() - self.fit_start
+        wall = time.monotonic() - self.fit_start + self.wall_offset
         return wall - self.evaluator.seconds if self.eval_blocks_training else wall
 
     @staticmethod
@@ -106,22 +147,54 @@ class Controller(ABC):
         t = self.cfg.trainer
         self.workers = spawn_workers(self.cfg)
         self.init_checkpoint = self.workers.init_checkpoint
+        self.checkpointer = RunCheckpointer(Path(self.cfg.run_dir), t.checkpoint_keep)
+        if t.resume:
+            self._resume()
         self.policy_version = self.workers.publish()
         self.evaluator = Evaluator(self.workers, t.eval_episodes)
         self.run_log = RunLog(
-            self.cfg.run_dir, self.cfg, t.total_env_steps, progress=t.progress, backends=t.logger
-        )
+            self.cfg.run_dir, self.cfg, t.total_env_steps, progress=t.progress, backends=t.logger,
+            resume_iteration=self.resumed["iteration"] if self.resumed else None,
+        )  # fmt: skip
+
+    def _resume(self) -> None:
+        path = self.checkpointer.latest()
+        if path is None:
+            if self.cfg.trainer.resume != "auto":
+                raise ValueError(f"trainer.resume={self.cfg.trainer.resume!r}: no run checkpoint in "
+                                 f"{self.checkpointer.root} (checkpoints/latest is missing).")  # fmt: skip
+            log.info(
+                "trainer.resume=auto: no run checkpoint in %s, starting a new run", self.checkpointer.root
+            )
+            return
+        self.resumed = self.checkpointer.restore(self, path)
+        self.resumed["path"] = str(path)
+        log.info("resumed from %s: iteration %d, policy version %d, %d env steps", path,
+                 self.iteration, self.resumed["policy_version"], self.env_steps)  # fmt: skip
 
     def train(self) -> dict[str, Any]:
         self.setup()
+        previous = self._catch_stop_signals()
+        try:
+            return self._train()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _train(self) -> dict[str, Any]:
         assert self.run_log is not None
-        start = self.evaluator.evaluate()
-        success_start = start[0] if start else None
+        if self.resumed:  # the start was measured by the run this one continues
+            success_start = next((r.get("eval/success") for r in self.run_log.history
+                                  if r.get("iteration") == 0), None)  # fmt: skip
+        else:
+            start = self.evaluator.evaluate()
+            success_start = start[0] if start else None
         self.evaluator.seconds = 0.0
         self.fit_start = time.monotonic()
         fit_start_wall = time.time()
-        self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
-                          "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
+        if not self.resumed:
+            self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
+                              "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
         cpu0 = time.process_time()
         self.fit()
         # the driver process's own CPU time (its threads included): what the control plane costs
@@ -129,15 +202,22 @@ class Controller(ABC):
         wall = self.train_wall()
         eval_seconds_in_fit = self.evaluator.seconds
         timeline = self.export_timeline(fit_start_wall, time.time()) if self.cfg.trainer.timeline else None
-        final_eval = self.evaluator.evaluate()
+        # a stopped run (a preempted job) skips the final evaluation: the checkpoint and summary come first
+        final_eval = None if self.stop_requested.is_set() else self.evaluator.evaluate()
         success_final = final_eval[0] if final_eval else None
         self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps, "train_wall_s": wall,
-                          "policy_version": self.policy_version, "eval/success": success_final})  # fmt: skip
+                          "policy_version": self.policy_version, "eval/success": success_final,
+                          "final": True})  # fmt: skip
         ledger = self.ledger()
-        final = self.save("final.pt")
+        faults = self.fault_report()
+        final = self.save("final.safetensors")
         self.run_log.plot()
         summary = {
             "trainer": self.name,
+            "stopped": self.stop_reason,  # None: the run reached its budget
+            "resumed_from": None
+            if not self.resumed
+            else {"checkpoint": self.resumed["path"], "iteration": self.resumed["iteration"]},
             "seed": self.cfg.seed,
             "success_start": success_start,
             "success_final": success_final,
@@ -153,6 +233,7 @@ class Controller(ABC):
             "policy_version": self.policy_version,
             "eval_seconds_during_training": eval_seconds_in_fit,
             "ledger": ledger,
+            "faults": faults,
             "timeline": timeline,
             "scheduler": self.scheduler_stats(),
             "checkpoint": final,
@@ -163,6 +244,17 @@ class Controller(ABC):
         self.run_log.close()
         (Path(self.run_log.dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def fault_report(self) -> dict[str, Any]:
+        """Env faults of the training envs (sampling/env_faults.py): counts by kind, quarantined envs, each fault."""
+        reports = self.workers.env.fault_report()
+        counts = {k: sum(r["counts"][k] for r in reports) for k in reports[0]["counts"]}
+        records = sorted((rec for r in reports for rec in r["records"]), key=lambda rec: rec["at_s"])
+        if records:
+            log.warning("env faults during the run: %s; quarantined envs: %s", counts,
+                        [e for r in reports for e in r["quarantined"]] or "none")  # fmt: skip
+        return {"counts": counts, "quarantined": [e for r in reports for e in r["quarantined"]],
+                "records": records}  # fmt: skip
 
     def export_timeline(self, t0: float, t1: float) -> dict[str, Any]:
         assert self.run_log is not None

@@ -44,10 +44,12 @@ class Evaluator:
             n, success = w.eval_envs, []
             for wave in range(max(1, math.ceil(self.episodes / n))):
                 seeds = HELD_OUT_SEED_BASE + np.arange(wave * n, (wave + 1) * n)
-                episodes, _ = play_episodes(w.eval_env, w.eval_rollout, True, seeds)
+                episodes, _, _ = play_episodes(
+                    w.eval_env, w.eval_rollout, True, seeds
+                )  # faulted ones left out
                 success += [e.success for e in episodes]
             self.seconds += time.monotonic() - t0
-        return float(np.mean(success)), version
+        return (float(np.mean(success)) if success else float("nan")), version
 
     def start(self, env_steps: int) -> None:
         """Evaluate in the background (one evaluation at a time: a due one is skipped while another runs)."""

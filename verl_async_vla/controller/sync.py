@@ -15,22 +15,40 @@ import ray
 from verl_async_vla.controller.base import Controller
 from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger, reconcile
 from verl_async_vla.sampling.lockstep import play_episodes
-from verl_async_vla.sampling.trajectory import episodes_to_proto
+from verl_async_vla.sampling.trajectory import episodes_to_proto, next_episode_id, restart_episode_ids
 
 
 class SyncController(Controller):
     name = "sync"
 
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.produced = TrajectoryLedger()
+        self.discarded: list[tuple[int, int]] = []  # (id, decisions) of episodes lost to env faults
+
+    def driver_state(self) -> dict:
+        return {"produced": [[k, v] for k, v in self.produced.produced.items()], "discarded": self.discarded,
+                "next_episode_id": next_episode_id()}  # fmt: skip
+
+    def restore_driver_state(self, state: dict) -> None:
+        self.produced.produced = {int(k): int(v) for k, v in state["produced"]}
+        self.discarded = [tuple(x) for x in state["discarded"]]
+        restart_episode_ids(int(state["next_episode_id"]))
+
     def fit(self) -> None:
         w = self.workers
-        self.produced = TrajectoryLedger()
-        while self.env_steps < self.cfg.trainer.total_env_steps:
+        while self.env_steps < self.cfg.trainer.total_env_steps and not self.stop_requested.is_set():
             t0 = time.monotonic()
             episodes: list = []
-            while len(episodes) < self.cfg.algo.train_batch_episodes:
-                wave, executed = play_episodes(w.env, w.rollout, stages=self.cfg.trainer.pipeline_stages)
+            while len(episodes) < self.cfg.algo.train_batch_episodes and not self.stop_requested.is_set():
+                wave, executed, lost = play_episodes(
+                    w.env, w.rollout, stages=self.cfg.trainer.pipeline_stages
+                )
                 episodes += wave
                 self.env_steps_executed += executed
+                self.discarded += lost
+            if not episodes:  # stopped before a wave finished
+                break
             self.produced.record_produced((e.episode_id, len(e)) for e in episodes)
             self.env_steps += sum(e.env_steps for e in episodes)
             result = w.actor.ingest(episodes_to_proto(episodes, self.horizon))[0]
@@ -40,9 +58,12 @@ class SyncController(Controller):
             self.end_iteration({**self.episode_metrics(episodes), **metrics}, t0)
 
     def ledger(self) -> dict[str, int]:
-        ended = sum(ray.get([h.episodes_ended_count.remote() for h in self.workers.env.handles]))
+        counts = ray.get([h.episode_counts.remote() for h in self.workers.env.handles])
+        ended, lost = sum(c["ended"] for c in counts), sum(c["discarded"] for c in counts)
         produced = self.produced.produced
-        if ended != len(produced):  # the env workers' own count of episode ends
-            raise LedgerError(f"env workers ended {ended} episodes, the driver assembled {len(produced)}")
+        if ended != len(produced) or lost != len(self.discarded):  # the env workers' own counts
+            raise LedgerError(f"env workers ended {ended} episodes and lost {lost} to faults; the driver assembled "
+                              f"{len(produced)} and saw {len(self.discarded)} discarded")  # fmt: skip
         actor = self.workers.actor.ledger_report()[0]
-        return reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"])
+        return reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"],
+                         discarded=dict(self.discarded))  # fmt: skip

@@ -77,6 +77,11 @@ def make_env_shard(cfg: EnvConfig, seed: int, rank: int = 0) -> EnvShard:
         from verl_async_vla.envs.wrappers import PROFILES, LatencyShard
 
         shard = LatencyShard(shard, PROFILES[cfg.latency], seed, rank)
+    inject = cfg.faults.inject
+    if inject.kind != "none" and inject.env == rank:  # FAULT INJECTION ONLY (tests, soak run)
+        from verl_async_vla.envs.wrappers import FaultInjectionShard
+
+        shard = FaultInjectionShard(shard, inject.kind, rank, inject.after_steps, inject.times, inject.hang_s)
     return shard
 
 

@@ -53,6 +53,8 @@ class ShardStep:
     truncated: np.ndarray  # (n,) bool, time limit reached
     success: np.ndarray  # (n,) bool
     env_steps: np.ndarray  # (n,) int64 control steps actually executed (a chunk stops at episode end)
+    # (n,) bool, set by the env lanes only: the env faulted and this episode is discarded (sampling/env_faults.py)
+    discarded: np.ndarray | None = None
 
 
 class EnvShard(ABC):
@@ -71,6 +73,14 @@ class EnvShard(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release simulator resources."""
+
+    def get_rng_state(self) -> object | None:
+        """What draws the next layouts (JSON-able), for exact resume; None: this backend cannot export it (a
+        resumed run then draws new layouts)."""
+        return None
+
+    def set_rng_state(self, state: object) -> None:  # noqa: B027 - optional hook
+        """Restore `get_rng_state`'s output."""
 
     def check_actions(self, env_ids: np.ndarray, actions: np.ndarray) -> None:
         """Fail with a message that names the mismatch, not deep inside the simulator."""

@@ -1,4 +1,5 @@
-"""Env-shard wrappers: latency injection (the timing of real simulators) and fault injection (for tests).
+"""Env-shard wrappers: latency injection (the timing of real simulators) and fault injection (tests and the soak
+run only).
 
 Real VLA simulators are slow and long-tailed: a LIBERO step renders two cameras (~0.1-0.25 s on CPU) and a reset
 takes seconds. `LatencyShard` adds that time to a fast shard, seeded, so throughput benchmarks exercise the
@@ -56,6 +57,14 @@ class LatencyShard(EnvShard):
         self._sleep(self.reset_s if len(env_ids) else 0.0)
         return obs
 
+    def get_rng_state(self) -> dict | None:
+        inner = self.inner.get_rng_state()
+        return None if inner is None else {"inner": inner, "latency": self.rng.bit_generator.state}
+
+    def set_rng_state(self, state: dict) -> None:
+        self.inner.set_rng_state(state["inner"])
+        self.rng.bit_generator.state = state["latency"]
+
     def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
         res = self.inner.step(env_ids, actions)
         p = self.profile
@@ -70,18 +79,66 @@ class LatencyShard(EnvShard):
         self.inner.close()
 
 
-class CrashingShard(EnvShard):
-    """FAULT INJECTION ONLY: a shard that raises after `crash_after` step calls, to test dead-worker handling."""
+FAULT_KINDS = ("none", "raise", "hang", "nan_obs", "die")
+# Faults injected per (process, global env index): a rebuilt env is a new shard, and `times` counts across rebuilds.
+_INJECTED: dict[int, int] = {}
 
-    def __init__(self, inner: EnvShard, crash_after: int):
-        self.inner, self.crash_after, self.calls = inner, crash_after, 0
+
+class FaultInjectionShard(EnvShard):
+    """FAULT INJECTION ONLY: the env misbehaves on its `after_steps`-th control call (reset or step): `raise`s,
+    `hang`s for `hang_s`, returns a NaN observation (`nan_obs`), or kills its whole worker process (`die`, as a
+    segfault or an OOM kill would). It does so `times` times in this process (-1: every time)."""
+
+    def __init__(self, inner: EnvShard, kind: str, env: int, after_steps: int, times: int, hang_s: float):
+        if kind not in FAULT_KINDS or kind == "none":
+            raise ValueError(f"fault injection kind {kind!r}; use one of {list(FAULT_KINDS[1:])}")
+        self.inner, self.kind, self.env, self.after, self.times, self.hang_s = (
+            inner,
+            kind,
+            env,
+            after_steps,
+            times,
+            hang_s,
+        )
         self.num_envs, self.spec = inner.num_envs, inner.spec
+        self.calls = 0
+
+    def _due(self) -> bool:
+        self.calls += 1
+        done = _INJECTED.get(self.env, 0)
+        if self.calls < self.after or (self.times >= 0 and done >= self.times):
+            return False
+        _INJECTED[self.env] = done + 1
+        return True
+
+    def _misbehave(self, obs: ShardObs) -> ShardObs:
+        if self.kind == "raise":
+            raise RuntimeError(f"injected fault: env {self.env} raised")
+        if self.kind == "hang":
+            time.sleep(self.hang_s)
+        elif self.kind == "die":
+            import os
+
+            os._exit(17)
+        elif self.kind == "nan_obs":
+            obs.state[:] = np.nan
+        return obs
+
+    def get_rng_state(self) -> object | None:
+        return self.inner.get_rng_state()
+
+    def set_rng_state(self, state: object) -> None:
+        self.inner.set_rng_state(state)
 
     def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
-        return self.inner.reset(env_ids, seeds)
+        obs = self.inner.reset(env_ids, seeds)
+        return self._misbehave(obs) if self._due() else obs
 
     def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
-        self.calls += 1
-        if self.calls > self.crash_after:
-            raise RuntimeError(f"injected env crash after {self.crash_after} step calls")
-        return self.inner.step(env_ids, actions)
+        res = self.inner.step(env_ids, actions)
+        if self._due():
+            res.obs = self._misbehave(res.obs)
+        return res
+
+    def close(self) -> None:
+        self.inner.close()

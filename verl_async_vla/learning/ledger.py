@@ -1,4 +1,5 @@
-"""The trajectory ledger: every episode is produced once and ends trained, dropped as stale or still queued.
+"""The trajectory ledger: every episode is produced once and ends trained, dropped as stale or still queued; an
+episode an env fault cost is discarded at its producer, counted there, and must never reach the actor.
 
 Counted in three places that never read each other's numbers: the producers (env workers, or the driver's
 episode assembler in lockstep mode, cross-checked against the env workers' count of episode ends), the gate
@@ -47,9 +48,20 @@ class TrajectoryLedger:
 
 
 def reconcile(
-    produced: dict[int, int], received: list[int], trained: list[int], dropped: list[int], queued: list[int]
+    produced: dict[int, int],
+    received: list[int],
+    trained: list[int],
+    dropped: list[int],
+    queued: list[int],
+    discarded: dict[int, int] | None = None,
 ) -> dict[str, int]:
-    """Compare the producer's, the gate's and the consumer's independent counts; raise on any difference."""
+    """Compare the producer's, the gate's and the consumer's independent counts; raise on any difference.
+    `discarded`: episodes the producers lost to env faults (id -> decisions); they must never reach the actor."""
+    discarded = discarded or {}
+    leaked = set(discarded) & (set(received) | set(produced))
+    if leaked:
+        raise LedgerError(f"{len(leaked)} episodes discarded by a fault were also produced or received "
+                          f"(e.g. {sorted(leaked)[:3]})")  # fmt: skip
     for name, ids in (("received", received), ("trained", trained), ("dropped", dropped), ("queued", queued)):
         if len(ids) != len(set(ids)):
             raise LedgerError(f"the actor reports some episode as {name} more than once")
@@ -83,4 +95,6 @@ def reconcile(
         "samples_trained": samples(t),
         "samples_dropped_stale": samples(d),
         "samples_in_flight": samples(q),
+        "episodes_discarded_fault": len(discarded),  # never produced: lost with a faulted env
+        "samples_discarded_fault": sum(discarded.values()),
     }

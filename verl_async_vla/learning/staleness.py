@@ -26,14 +26,15 @@ STALE_POLICIES = ("pause", "drop")
 
 
 class StalenessGate:
-    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int = 0):
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int = 0,
+                 start_version: int = 0):  # fmt: skip
         if policy not in STALE_POLICIES:
             raise ValueError(f"trainer.stale_policy={policy!r} is unknown; use 'pause' or 'drop'.")
         if max_staleness < 0:
             raise ValueError("trainer.max_staleness must be >= 0 (versions)")
         self.max_staleness, self.policy, self.batch = max_staleness, policy, train_batch_episodes
         self.num_envs = num_envs
-        self.version = 0
+        self.version = self.start = start_version  # a resumed run starts at its checkpoint's version
         self.granted = 0
         self.released = 0
 
@@ -42,7 +43,8 @@ class StalenessGate:
         """Episode starts allowed so far (None: unbounded, `drop` mode)."""
         if self.policy == "drop":
             return None
-        return (self.version + self.max_staleness + 1) * self.batch + self.num_envs + self.released
+        versions = self.version - self.start
+        return (versions + self.max_staleness + 1) * self.batch + self.num_envs + self.released
 
     def available(self) -> int | None:
         total = self.credits_total()
@@ -83,8 +85,9 @@ class GateServer:
     """The admission half of the gate as a tiny async Ray actor: env workers ask it for start credits (one call per
     batch of resets, never per decision), the actor tells it each new version. Control plane only."""
 
-    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int):
-        self.gate = StalenessGate(max_staleness, policy, train_batch_episodes, num_envs)
+    def __init__(self, max_staleness: int, policy: str, train_batch_episodes: int, num_envs: int,
+                 start_version: int = 0):  # fmt: skip
+        self.gate = StalenessGate(max_staleness, policy, train_batch_episodes, num_envs, start_version)
         self.changed = asyncio.Condition()
         self.paused_waits = 0
 

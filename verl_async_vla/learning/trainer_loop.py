@@ -161,11 +161,15 @@ class TrainerLoop:
         self._score_stale_rows()  # must-train rows beyond B were not scored while waiting
         batch = self.queue.take(take)
         t0 = time.time()
-        metrics = self.actor._update(batch)
-        self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
-        t_snap = time.time()
-        with self.cond:  # a snapshot (a copy): the next update changes the weights while this one travels
-            self.to_publish = (self.actor.policy.get_weights(), self.actor.policy_version)
+        with (
+            self.actor.state_lock
+        ):  # a run checkpoint sees the state before or after this update, never inside
+            metrics = self.actor._update(batch)
+            self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
+            t_snap = time.time()
+            weights = self.actor.policy.get_weights()  # a copy: the next update changes the weights meanwhile
+        with self.cond:
+            self.to_publish = (weights, self.actor.policy_version)
             self.cond.notify_all()
         self.actor.spans.record(t_snap, batch=1, version=self.actor.policy_version, kind="snapshot")
         metrics["actor/snapshot_s"] = time.time() - t_snap

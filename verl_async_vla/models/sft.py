@@ -40,7 +40,7 @@ def sft_cache_path(cfg: RunConfig) -> Path:
         "v": 1,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(os.path.expanduser(cfg.sft.cache_dir)) / f"sft_{cfg.model.name}_{digest}.pt"
+    return Path(os.path.expanduser(cfg.sft.cache_dir)) / f"sft_{cfg.model.name}_{digest}.safetensors"
 
 
 def collect_demos(shard: EnvShard, episodes: int, chunk: int) -> tuple[PolicyObs, torch.Tensor]:
@@ -109,5 +109,8 @@ def start_checkpoint(cfg: RunConfig) -> Path:
         return ensure_sft_checkpoint(cfg)
     torch.manual_seed(cfg.seed)
     return save_checkpoint(
-        Path(cfg.run_dir) / "checkpoints" / "init.pt", build_policy(cfg.model), cfg.model, stage="scratch"
+        Path(cfg.run_dir) / "checkpoints" / "init.safetensors",
+        build_policy(cfg.model),
+        cfg.model,
+        stage="scratch",
     )

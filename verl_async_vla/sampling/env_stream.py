@@ -3,7 +3,8 @@
 Per env, forever (until stopped): take a start credit from the staleness gate -> reset -> post the observation to
 the outbox -> wait for *its* action chunk -> step -> record the decision into the open episode -> at episode end,
 hand the episode to the actor outbox. An env waits only for its own inference answer and its own simulator; a
-sibling's 1 s reset or slow step holds nobody else.
+sibling's 1 s reset or slow step holds nobody else. A fault (sampling/env_faults.py) costs the env's open episode,
+counted as discarded and never pushed; the env is rebuilt (after a hang, on a new lane with a new loop).
 
 Two sender threads keep the driver off the hot path:
 - requests: whatever observations are waiting go to the least-loaded rollout worker in one call
@@ -18,15 +19,20 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import ray
 
+from verl_async_vla.sampling.env_faults import EnvFault, StaleLane
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
+
+STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
 
 
 @dataclass
@@ -85,51 +91,95 @@ class EnvStream:
         ]
         for t in self.threads:
             t.start()
-        self.loops = [lanes.submit(i, self._episode_loop, i) for i in range(n)]
+        self.current: dict[int, Episode] = {}  # env -> its open episode
+        self.discarded: list[tuple[int, int]] = []  # (episode id, decisions) lost to env faults
+        lanes.on_hang = self._on_hang
+        self.loops: dict[int, Future] = {i: lanes.submit(i, self._episode_loop, i) for i in lanes.live()}
 
     # ---- per-env loop (on the env's own lane) --------------------------------------------------------------
-    def _episode_loop(self, env: int) -> None:
+    def _episode_loop(self, env: int, alive: Future[bool] | None = None) -> None:
+        """`alive`: after a hang, the rebuild on this (new) lane; False if the env was quarantined instead."""
         try:
+            if alive is not None and not alive.result():
+                return
             while not self.stopping.is_set():
                 if not self._acquire_credit():
                     return
-                obs = self.lanes.reset_env(env)
-                key = self.rank * ENV_KEY_STRIDE + env
-                ep = Episode((self.rank << 32) | next(self._ids), key, obs.instruction[0])
-                done = False
-                while not done:
-                    answer = self._infer(env, obs)
-                    if answer is None:  # stopping: the open episode is abandoned (never produced)
-                        with self.cond:
-                            self.abandoned_open += 1
+                try:
+                    if not self._play_episode(env):
                         return
-                    actions, log_prob, value, version = answer
-                    res = self.lanes.step_env(env, actions)
-                    ep.image.append(obs.image[0])
-                    ep.state.append(obs.state[0])
-                    ep.actions.append(actions)
-                    ep.log_prob.append(log_prob)
-                    ep.value.append(value)
-                    ep.version.append(version)
-                    ep.reward.append(float(res.reward[0]))
-                    ep.env_steps += int(res.env_steps[0])
-                    done = bool(res.terminated[0] or res.truncated[0])
-                    obs = res.obs
-                    with self.cond:
-                        self.executed_steps += int(res.env_steps[0])
-                ep.success = bool(res.success[0])
-                with self.cond:
-                    self.unconfirmed[ep.episode_id] = self.open_version.pop(env)
-                    self.produced.append((ep.episode_id, len(ep)))
-                    self.finished_env_steps += ep.env_steps
-                    self.finished.append(ep)
-                    self.cond.notify_all()
+                except EnvFault as fault:  # the episode is lost, the env is recovered (or quarantined)
+                    self._discard(env)
+                    if not self.lanes.recover(env, fault):
+                        return
+        except StaleLane:  # this lane was replaced after a hang; a new loop runs the env
+            return
         except BaseException as err:  # surfaced to the driver by stream_stats / stop
             self.error = err
             self.stopping.set()
             with self.cond:
                 self.cond.notify_all()
             raise
+
+    def _play_episode(self, env: int) -> bool:
+        """One episode, reset to end; False when stopped meanwhile (the open episode is abandoned)."""
+        obs = self.lanes.reset_env(env)
+        key = self.rank * ENV_KEY_STRIDE + env
+        ep = Episode((self.rank << 32) | next(self._ids), key, obs.instruction[0])
+        with self.cond:
+            self.current[env] = ep
+        done = False
+        while not done:
+            answer = self._infer(env, obs)
+            if answer is None:  # stopping: the open episode is abandoned (never produced)
+                with self.cond:
+                    self.current.pop(env, None)
+                    self.abandoned_open += 1
+                return False
+            actions, log_prob, value, version = answer
+            res = self.lanes.step_env(env, actions)
+            ep.image.append(obs.image[0])
+            ep.state.append(obs.state[0])
+            ep.actions.append(actions)
+            ep.log_prob.append(log_prob)
+            ep.value.append(value)
+            ep.version.append(version)
+            ep.reward.append(float(res.reward[0]))
+            ep.env_steps += int(res.env_steps[0])
+            done = bool(res.terminated[0] or res.truncated[0])
+            obs = res.obs
+            with self.cond:
+                self.executed_steps += int(res.env_steps[0])
+        ep.success = bool(res.success[0])
+        with self.cond:
+            self.current.pop(env, None)
+            self.unconfirmed[ep.episode_id] = self.open_version.pop(env)
+            self.produced.append((ep.episode_id, len(ep)))
+            self.finished_env_steps += ep.env_steps
+            self.finished.append(ep)
+            self.cond.notify_all()
+        return True
+
+    def _discard(self, env: int) -> None:
+        """The env's open episode is lost to a fault: counted, never pushed; its start credit goes back to the
+        gate (it will never be trained)."""
+        with self.cond:
+            ep = self.current.pop(env, None)
+            self.open_version.pop(env, None)
+            if ep is not None:
+                self.discarded.append((ep.episode_id, len(ep)))
+            self.cond.notify_all()
+        self.plane.gate.release.remote(1)
+
+    def _on_hang(self, env: int, alive: Future[bool]) -> None:
+        """Called by the lanes' watchdog: env's lane hung and was replaced; its episode is lost, a new loop
+        starts on the new lane once the env is rebuilt."""
+        self._discard(env)
+        # a stop waits for the env's current loop: from now on that is the one on the new lane (or, when
+        # stopping, the rebuild), never the call that hung
+        self.loops[env] = (
+            alive if self.stopping.is_set() else self.lanes.submit(env, self._episode_loop, env, alive)
+        )
 
     def _acquire_credit(self) -> bool:
         """A new episode may start only with a credit from the staleness gate (pause mode bounds the lag)."""
@@ -279,8 +329,21 @@ class EnvStream:
             self.cond.notify_all()
         for slot in self.slots:
             slot.ready.set()
-        for f in self.loops:
-            f.exception()  # wait; a loop's own error is reported below
+        deadline = time.monotonic() + STOP_WAIT_S
+        for env in list(self.loops):
+            while True:  # the watchdog may replace a hung loop meanwhile: wait for the env's current one
+                f = self.loops[env]
+                try:
+                    f.exception(timeout=0.25)  # a loop's own error is reported below
+                except FutureTimeout:
+                    if time.monotonic() < deadline:
+                        continue
+                    with self.cond:  # still inside an env call longer than the stop can wait
+                        if self.current.pop(env, None) is not None:
+                            self.abandoned_open += 1
+                    break
+                if self.loops[env] is f:
+                    break
         for t in self.threads:
             t.join(timeout=30)
         if self.finished:  # finished after the sender's last look
@@ -299,6 +362,7 @@ class EnvStream:
             "executed_env_steps": self.executed_steps,
             "finished_env_steps": self.finished_env_steps,
             "abandoned_open": self.abandoned_open,
+            "discarded": list(self.discarded),
             "credits_unused": self.credits,
             "latency": dict(self.latency),
         }

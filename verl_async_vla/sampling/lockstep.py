@@ -20,8 +20,9 @@ def play_episodes(
     deterministic: bool = False,
     seeds: np.ndarray | None = None,
     stages: int = 1,
-) -> tuple[list[Episode], int]:
-    """-> (one finished episode per env, control steps executed). With `stages` = k > 1 the envs form k groups,
+) -> tuple[list[Episode], int, list[tuple[int, int]]]:
+    """-> (one finished episode per env, control steps executed, (id, decisions) of episodes an env fault cost:
+    the env's row comes back `discarded`, sampling/env_faults.py). With `stages` = k > 1 the envs form k groups,
     each in lockstep on its own, so one group's inference overlaps another group's env step (the stage
     pipelining of RLinf / verl's VLA env loop)."""
     if seeds is None:
@@ -88,4 +89,4 @@ def play_episodes(
         obs.batch["state"][moved] = result.batch["state"]
         active[moved[result.batch["done"].numpy()]] = False
         infer(g)
-    return finished, executed
+    return finished, executed, assembler.discarded

@@ -13,6 +13,20 @@ from verl import DataProto
 _episode_ids = itertools.count()
 
 
+def next_episode_id() -> int:
+    """The id the next episode assembled in this process gets (a run checkpoint stores it)."""
+    global _episode_ids
+    nxt = next(_episode_ids)
+    _episode_ids = itertools.count(nxt)
+    return nxt
+
+
+def restart_episode_ids(start: int) -> None:
+    """A resumed run goes on numbering where its checkpoint stopped, so ids never repeat within a run."""
+    global _episode_ids
+    _episode_ids = itertools.count(start)
+
+
 @dataclass
 class Episode:
     episode_id: int
@@ -37,6 +51,7 @@ class EpisodeAssembler:
 
     def __init__(self) -> None:
         self.open: dict[int, Episode] = {}
+        self.discarded: list[tuple[int, int]] = []  # (episode id, decisions) lost to an env fault
 
     def begin(self, env_keys: np.ndarray, instructions: list[str]) -> None:
         for key, text in zip(env_keys.tolist(), instructions, strict=True):
@@ -48,7 +63,12 @@ class EpisodeAssembler:
         keys = outcome.non_tensor_batch["env_key"]
         if not np.array_equal(keys, obs.non_tensor_batch["env_key"]):
             raise RuntimeError("env outcome rows are not aligned with the observations they answer")
+        discarded = outcome.batch["discarded"] if "discarded" in outcome.batch.keys() else None
         for row, key in enumerate(keys.tolist()):
+            if discarded is not None and bool(discarded[row]):  # the env faulted: the episode is lost
+                ep = self.open.pop(key)
+                self.discarded.append((ep.episode_id, len(ep)))
+                continue
             ep = self.open[key]
             ep.image.append(obs.batch["image"][row].numpy())
             ep.state.append(obs.batch["state"][row].numpy())

@@ -17,18 +17,19 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 
-def source_commit() -> str:
-    """The git commit of this package's source tree ('+dirty' with uncommitted changes to the package's own files,
-    so that benchmark output written into docs/ does not mark the code dirty; 'unknown' outside git)."""
+def source_commit(also: tuple[Path, ...] = ()) -> str:
+    """The git commit of this package's source tree ('+dirty' with uncommitted changes to the package's own files
+    or to the paths in `also` (the benchmarks add their own folder), so that results and plots written into docs/
+    do not mark the code dirty; 'unknown' outside git)."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *map(str, also)],
+                               cwd=here, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -47,15 +48,27 @@ def package_versions() -> dict[str, str]:
 
 class RunLog:
     def __init__(self, run_dir: str | Path, config: Any, total_env_steps: int, progress: bool = True,
-                 backends: list[str] | None = None, project: str = "verl_async_vla"):  # fmt: skip
+                 backends: list[str] | None = None, project: str = "verl_async_vla",
+                 resume_iteration: int | None = None):  # fmt: skip
+        """`resume_iteration`: a resumed run keeps the records up to that update (its checkpoint) and goes on."""
         self.dir = Path(run_dir)
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.structured(config), self.dir / "config.yaml")
         (self.dir / "versions.json").write_text(json.dumps(package_versions(), indent=2))
-        self._metrics = open(self.dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
-        self.start = time.monotonic()
-        self.started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         self.history: list[dict[str, Any]] = []
+        path, offset = self.dir / "metrics.jsonl", 0.0
+        if resume_iteration is not None and path.is_file():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            self.history = [
+                r for r in records if r.get("iteration", 0) <= resume_iteration and not r.get("final")
+            ]
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            offset = max((r.get("wall_s", 0.0) for r in self.history), default=0.0)
+        elif path.is_file():
+            path.unlink()  # a new run in an existing directory starts a new record
+        self._metrics = open(path, "a")  # noqa: SIM115 - closed in close()
+        self.start = time.monotonic() - offset
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         self.bar = tqdm(
             total=total_env_steps, unit="step", desc="env steps", disable=not progress, dynamic_ncols=True
         )

@@ -9,8 +9,11 @@ async one streams micro-batches while envs and inference keep running.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +25,16 @@ from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.train_state import (
+    numpy_rng_from_data,
+    numpy_rng_to_data,
+    optimizer_from_data,
+    optimizer_to_data,
+    read_state,
+    torch_rng_from_list,
+    torch_rng_to_list,
+    write_state,
+)
 from verl_async_vla.learning.trainer_loop import TrainerLoop, TrainPlane
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
@@ -51,6 +64,8 @@ class ActorWorker(Worker):
         # publishing a version runs beside the next update in the async trainer: a stage of its own
         self.weight_spans = SpanRecorder("weights", f"weights/{self.rank}")
         self.loop: TrainerLoop | None = None
+        # held by every update (both trainers): a run checkpoint reads weights, optimizer and version together
+        self.state_lock = threading.RLock()
 
     # ---- async data plane: episodes straight from env workers, weights straight to rollout workers ------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -99,7 +114,8 @@ class ActorWorker(Worker):
             self.spans.record(t0, batch=len(batch), version=self.policy_version)
             return {"updated": 0.0, "actor/policy_version": self.policy_version, "actor/buffered": buffered}
         full, self.buffer = DataProto.concat(self.buffer), []
-        metrics = self._update(full)
+        with self.state_lock:
+            metrics = self._update(full)
         self.spans.record(t0, batch=len(batch), version=self.policy_version)
         return {"updated": 1.0, **metrics}
 
@@ -185,6 +201,38 @@ class ActorWorker(Worker):
         queued = [i for b in self.buffer for i in b.non_tensor_batch["episode_id"].tolist()]
         return {"received": list(self.received_episode_ids), "trained": list(self.trained_episode_ids),
                 "dropped": [], "queued": queued}  # fmt: skip
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_state(self, directory: str) -> dict[str, int]:
+        """The whole training state into `directory` (learning/train_state.py), consistent: between updates."""
+        with self.state_lock:
+            tensors, optim = optimizer_to_data(self.optimizer)
+            tensors.update({f"w.{k}": v for k, v in self.policy.get_weights().items()})
+            meta = {"model_cfg": dataclasses.asdict(self.model_cfg), "optimizer": optim,
+                    "policy_version": self.policy_version, "torch_rng": torch_rng_to_list(),
+                    "numpy_rng": numpy_rng_to_data(self.rng), "received": list(self.received_episode_ids),
+                    "trained": list(self.trained_episode_ids)}  # fmt: skip
+            write_state(Path(directory), "actor", tensors, meta)
+            return {"policy_version": self.policy_version, "trained": len(self.trained_episode_ids)}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_state(self, directory: str, keep_ledger: bool = True) -> int:
+        """Continue from `save_state`'s output; -> the policy version. `keep_ledger=False` (async): the episode
+        ids of the earlier segment are not carried over (its ledger was reconciled when it was checkpointed)."""
+        tensors, meta = read_state(Path(directory), "actor")
+        check_compatible(meta["model_cfg"], self.model_cfg)
+        with self.state_lock:
+            self.policy.load_weights({k[2:]: v for k, v in tensors.items() if k.startswith("w.")})
+            optimizer_from_data(self.optimizer, tensors, meta["optimizer"])
+            self.policy_version = int(meta["policy_version"])
+            torch_rng_from_list(meta["torch_rng"])
+            numpy_rng_from_data(self.rng, meta["numpy_rng"])
+            if keep_ledger:
+                self.received_episode_ids, self.trained_episode_ids = (
+                    list(meta["received"]),
+                    list(meta["trained"]),
+                )
+        return self.policy_version
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save(self, path: str, **meta) -> str:

@@ -35,6 +35,8 @@ def step_to_proto(res: ShardStep, shard_rank: int) -> DataProto:
     out.batch["done"] = torch.from_numpy(res.terminated | res.truncated)
     out.batch["success"] = torch.from_numpy(res.success)
     out.batch["env_steps"] = torch.from_numpy(res.env_steps)
+    discarded = np.zeros(len(res.reward), bool) if res.discarded is None else res.discarded
+    out.batch["discarded"] = torch.from_numpy(discarded)
     return out
 
 

@@ -26,6 +26,7 @@ class EnvWorker(Worker):
         self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
         self.stream: EnvStream | None = None
         self.episodes_ended = 0  # lockstep path: episode ends seen here, the producer-side count
+        self.episodes_discarded = 0  # lockstep path: episodes lost to an env fault
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def spec(self) -> EnvSpec:
@@ -44,12 +45,38 @@ class EnvWorker(Worker):
         ranks, local = split_env_key(data.non_tensor_batch["env_key"])
         active = data.batch["active"].numpy().astype(bool) & (ranks == self.rank)
         res = self.lanes.step(local[active], data.batch["actions"][active].numpy())
-        self.episodes_ended += int((res.terminated | res.truncated).sum())
+        lost = res.discarded if res.discarded is not None else np.zeros(len(res.reward), bool)
+        self.episodes_ended += int(((res.terminated | res.truncated) & ~lost).sum())
+        self.episodes_discarded += int(lost.sum())
         return step_to_proto(res, self.rank)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def episodes_ended_count(self) -> int:
-        return self.episodes_ended
+    def episode_counts(self) -> dict[str, int]:
+        """The lockstep producers' own count: episodes ended normally, and lost to an env fault."""
+        return {"ended": self.episodes_ended, "discarded": self.episodes_discarded}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def rng_state(self) -> list:
+        """Per env, its shard's layout RNG (None where a backend cannot export it): part of a run checkpoint."""
+        return [
+            self.lanes.submit(i, self.lanes.shards[i].get_rng_state).result()
+            for i in range(self.lanes.num_envs)
+        ]
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_rng_state(self, states: list) -> None:
+        for i, state in enumerate(states):
+            if state is not None:
+                self.lanes.submit(i, self.lanes.shards[i].set_rng_state, state).result()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_episode_counts(self, counts: dict[str, int]) -> None:
+        """A resumed lockstep run: this worker's own counts from the checkpoint (kept apart from the driver's)."""
+        self.episodes_ended, self.episodes_discarded = int(counts["ended"]), int(counts["discarded"])
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def fault_report(self) -> dict:
+        return self.lanes.fault_report()
 
     # ---- async data plane -------------------------------------------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

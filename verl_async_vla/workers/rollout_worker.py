@@ -60,6 +60,15 @@ class RolloutWorker(Worker):
         return {} if server is None else server.stop()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def rng_state(self) -> list[int]:
+        """The sampling RNG (torch's, in this process): part of a run checkpoint."""
+        return torch.get_rng_state().tolist()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_rng_state(self, state: list[int]) -> None:
+        torch.set_rng_state(torch.tensor(state, dtype=torch.uint8))
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
         return self.spans.drain()
 

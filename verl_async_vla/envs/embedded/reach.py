@@ -148,6 +148,13 @@ class EmbeddedReachShard(EnvShard):
         self.rngs = [np.random.default_rng([seed, i]) for i in range(num_envs)]
         self.done = np.ones(num_envs, dtype=bool)
 
+    def get_rng_state(self) -> list[dict]:
+        return [rng.bit_generator.state for rng in self.rngs]
+
+    def set_rng_state(self, state: list[dict]) -> None:
+        for rng, s in zip(self.rngs, state, strict=True):
+            rng.bit_generator.state = s
+
     def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
         env_ids = np.asarray(env_ids, dtype=np.int64)
         if seeds is not None and len(seeds) != len(env_ids):

@@ -1,0 +1,77 @@
+"""Env faults stay inside their env (sampling/env_lanes.py + env_faults.py), on real embedded MuJoCo envs with the
+fault-injection wrapper (the only fake): the faulted env loses its episode and is rebuilt, its siblings' rows are
+untouched, an env that keeps failing is quarantined, and too few envs left stops the run with a message."""
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from verl_async_vla.config.schema import EnvConfig, EnvFaultConfig, FaultInjectionConfig
+from verl_async_vla.envs import wrappers
+from verl_async_vla.sampling.env_faults import EnvFleetError
+from verl_async_vla.sampling.env_lanes import EnvLanes
+
+
+def lanes(kind="none", env=1, after=2, times=1, timeout=0.0, max_rebuilds=3, min_live=0.5, hang_s=30.0):
+    wrappers._INJECTED.clear()
+    inject = FaultInjectionConfig(kind=kind, env=env, after_steps=after, times=times, hang_s=hang_s)
+    faults = EnvFaultConfig(step_timeout_s=timeout, max_rebuilds=max_rebuilds, min_live_fraction=min_live,
+                            inject=inject)  # fmt: skip
+    cfg = dataclasses.replace(EnvConfig(), num_envs_per_worker=3, image_size=16, max_episode_steps=12,
+                              faults=faults)  # fmt: skip
+    return EnvLanes(cfg, seed=0, rank=0)
+
+
+def step_all(ln, actions=None):
+    ids = np.arange(ln.num_envs)
+    chunks = np.zeros((ln.num_envs, 1, 2), np.float32) if actions is None else actions
+    return ln.step(ids, chunks)
+
+
+@pytest.mark.parametrize("kind", ["raise", "nan_obs"])
+def test_a_raising_or_nan_env_loses_only_its_episode_and_is_rebuilt(kind):
+    ln = lanes(kind, env=1, after=2)
+    ln.reset(np.arange(3))  # call 1 of every env
+    res = step_all(ln)  # call 2: env 1 faults
+    assert res.discarded.tolist() == [False, True, False]
+    assert np.isfinite(res.obs.state[[0, 2]]).all()
+    report = ln.fault_report()
+    assert report["counts"]["raised" if kind == "raise" else "bad_obs"] == 1
+    assert [r["outcome"] for r in report["records"]] == ["rebuilt"] and report["records"][0]["env"] == 1
+    assert len(ln.reset(np.arange(3)).env_ids) == 3  # the rebuilt env plays again
+    assert not step_all(ln).discarded.any()
+    ln.close()
+
+
+def test_a_hung_env_is_timed_out_and_its_siblings_go_on():
+    ln = lanes("hang", env=0, after=2, timeout=0.5, hang_s=20.0)
+    ln.reset(np.arange(3))
+    t0 = time.monotonic()
+    res = step_all(ln)
+    assert time.monotonic() - t0 < 5.0  # not the 20 s hang
+    assert res.discarded.tolist() == [True, False, False]
+    assert ln.fault_report()["counts"]["hang"] == 1 and ln.generation[0] == 1
+    assert len(ln.reset(np.arange(3)).env_ids) == 3  # a new lane, a new simulator
+    ln.close()
+
+
+def test_a_policy_fault_discards_the_episode_without_rebuilding_the_env():
+    ln = lanes()
+    ln.reset(np.arange(3))
+    actions = np.zeros((3, 1, 2), np.float32)
+    actions[2] = np.nan
+    assert step_all(ln, actions).discarded.tolist() == [False, False, True]
+    assert [(r["kind"], r["outcome"]) for r in ln.fault_report()["records"]] == [("bad_action", "reset")]
+    assert ln.health[2].rebuilds == 0
+    ln.close()
+
+
+def test_an_env_that_keeps_failing_is_quarantined_then_the_fleet_check_stops_the_run():
+    ln = lanes("raise", env=1, after=1, times=-1, max_rebuilds=1, min_live=0.5)
+    obs = ln.reset(np.arange(3))  # env 1 fails its reset, is rebuilt, fails again: quarantined
+    assert obs.env_ids.tolist() == [0, 2] and ln.fault_report()["quarantined"] == [1]
+    ln.close()
+    with pytest.raises(EnvFleetError, match=r"only 2 of 3 envs are left.*env 1 \(task .*min_live_fraction"):
+        lanes("raise", env=1, after=1, times=-1, max_rebuilds=1, min_live=0.9).reset(np.arange(3))
