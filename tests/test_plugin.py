@@ -39,3 +39,19 @@ def test_register_is_idempotent_and_reports_what_it_added():
         == {"policy_loss": ["decoupled_ppo"], "adv_estimator": ["vtrace"]}
     )
     assert set(plugin.ROLE_WORKERS) == {"env", "rollout", "actor"}
+
+
+def test_every_optional_extra_is_a_backend_with_code_behind_it():
+    """An extra that installs packages no code uses does not exist: each one (dev aside) names an env backend that
+    checks for and imports its package."""
+    from pathlib import Path
+
+    import tomllib
+
+    from verl_async_vla.envs import BACKEND_PACKAGES, ENV_REGISTRY
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for name in set(extras) - {"dev"}:
+        assert name in BACKEND_PACKAGES and name in ENV_REGISTRY, f"extra {name!r} has no backend behind it"
