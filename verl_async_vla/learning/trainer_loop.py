@@ -102,7 +102,6 @@ class TrainerLoop:
                 # every episode the env workers did not report is now in `arrived` (they report an episode until
                 # its push has been received): merge them before choosing, or a must-train one could be missed
                 self._merge_arrivals()
-                self._score_stale_rows()
                 self._train_one_batch()
         except BaseException as err:
             self.error = err
@@ -158,7 +157,7 @@ class TrainerLoop:
             take, _, must = self._plan()  # positions moved
         if len(take) == 0:
             return
-        self._score_stale_rows()  # must-train rows beyond B were not scored while waiting
+        self._score_stale_rows()  # what was not scored while waiting (late arrivals, must-train rows beyond B)
         batch = self.queue.take(take)
         t0 = time.time()
         with (
