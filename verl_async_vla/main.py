@@ -8,6 +8,7 @@ import logging
 import sys
 
 import hydra
+import ray
 from omegaconf import DictConfig
 from ray.exceptions import RayError
 
@@ -16,16 +17,14 @@ from verl_async_vla.config.validate import validate
 
 
 def run(cfg: DictConfig) -> dict:
-    from verl_async_vla.controller import build_controller
+    from verl_async_vla.controller.supervisor import train_with_restarts
 
     run_cfg = validate(cfg)
-    controller = build_controller(run_cfg)
-    controller.stop_on_signals = True  # SIGTERM / Ctrl-C: graceful stop (Controller.request_stop)
-    try:
-        summary = controller.train()
+    try:  # SIGTERM / Ctrl-C: graceful stop (Controller.request_stop); a lost worker: resume (controller/supervisor.py)
+        return train_with_restarts(run_cfg, stop_on_signals=True)
     finally:
-        controller.shutdown()
-    return summary
+        if ray.is_initialized() and run_cfg.trainer.ray_address is None:  # this run started Ray
+            ray.shutdown()
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="vla_trainer", version_base=None)

@@ -15,7 +15,7 @@ from verl_async_vla.sampling.env_lanes import EnvLanes
 
 
 def lanes(kind="none", env=1, after=2, times=1, timeout=0.0, max_rebuilds=3, min_live=0.5, hang_s=30.0):
-    wrappers._INJECTED.clear()
+    wrappers.forget_injected()
     inject = FaultInjectionConfig(kind=kind, env=env, after_steps=after, times=times, hang_s=hang_s)
     faults = EnvFaultConfig(step_timeout_s=timeout, max_rebuilds=max_rebuilds, min_live_fraction=min_live,
                             inject=inject)  # fmt: skip

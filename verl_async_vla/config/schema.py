@@ -49,11 +49,19 @@ class EmulatedConfig:
 class FaultInjectionConfig:
     """FAULT INJECTION ONLY (tests and the soak run, envs/wrappers.py): make one env misbehave on purpose."""
 
-    kind: str = "none"  # none | raise | hang | nan_obs | die (the env worker process exits)
+    # none | raise | hang | nan_obs | die (the env worker process exits) | schedule (the soak run: `kinds` in turn)
+    kind: str = "none"
     env: int = 0  # global env index (worker rank x envs per worker + local index)
     after_steps: int = 20  # control calls (reset or step) of that env before the fault
-    times: int = 1  # how many times the env faults across rebuilds (-1: every time: it ends quarantined)
+    times: int = 1  # how many times the env faults across rebuilds and restarts (-1: every time: quarantined)
     hang_s: float = 3600.0  # how long a "hang" lasts
+    # schedule: fault n is due every_s x n seconds after start_unix (a wall-clock time shared by every worker)
+    every_s: float = 60.0
+    start_unix: float = 0.0
+    kinds: list[str] = field(default_factory=lambda: ["raise", "hang", "nan_obs", "die"])
+    # faults already injected are counted under this key, across worker restarts and run resumes (validate sets
+    # it from the run dir when empty)
+    token: str = ""
 
 
 @dataclass
@@ -158,6 +166,12 @@ class TrainerConfig:
     checkpoint_keep: int = 3  # run checkpoints kept (the oldest are deleted)
     # continue a run: "auto" (the latest run checkpoint in run_dir, if any) or a run directory (becomes run_dir)
     resume: str | None = None
+    # an env or rollout worker process that dies is restarted up to this many times (each); async_vla rejoins it
+    # to the running pipeline (controller/recovery.py)
+    worker_restarts: int = 3
+    # a run that loses a worker it cannot rejoin (the actor; any worker in sync) resumes from its latest run
+    # checkpoint up to this many times (main.py); 0: it stops with the error
+    run_restarts: int = 2
     progress: bool = True
     # verl Tracking backends every metrics record also goes to, e.g. [console] or [tensorboard, wandb]
     logger: list[str] = field(default_factory=list)

@@ -99,6 +99,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
     if run.trainer.checkpoint_every < 0 or run.trainer.checkpoint_keep < 1:
         raise ValueError("trainer.checkpoint_every must be >= 0 (0: off) and trainer.checkpoint_keep >= 1.")
+    if run.trainer.worker_restarts < 0 or run.trainer.run_restarts < 0:
+        raise ValueError(
+            "trainer.worker_restarts and trainer.run_restarts must be >= 0 (0: a lost worker ends the run)."
+        )
     if run.trainer.resume not in (None, "auto"):
         run.run_dir = run.trainer.resume  # continue that run in its own directory
     f = e.faults
@@ -113,4 +117,17 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(
             f"env.faults.inject.kind={f.inject.kind!r} is unknown; use one of {list(FAULT_KINDS)}."
         )
+    if f.inject.kind != "none" and not f.inject.token:  # one run, resumed or not, counts its faults once
+        import hashlib
+        import os
+
+        f.inject.token = hashlib.sha1(os.path.abspath(run.run_dir).encode()).hexdigest()[:16]
+    if f.inject.kind == "schedule":
+        bad = [k for k in f.inject.kinds if k not in FAULT_KINDS[1:-1]]
+        if bad or not f.inject.kinds or f.inject.every_s <= 0 or f.inject.start_unix <= 0:
+            raise ValueError(
+                "env.faults.inject.kind=schedule needs kinds from "
+                f"{list(FAULT_KINDS[1:-1])} (got {list(f.inject.kinds)}), every_s > 0 and start_unix set to a "
+                "wall-clock time (the soak benchmark sets it)."
+            )
     return run

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from verl_async_vla.controller.base import Controller
+from verl_async_vla.controller.recovery import WorkerRecovery
 from verl_async_vla.learning.ledger import reconcile
 from verl_async_vla.learning.staleness import GateServer
 from verl_async_vla.learning.trainer_loop import TrainPlane
@@ -48,16 +49,20 @@ class AsyncVLAController(Controller):
         ray.get(
             actor.start_stream.remote(TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy))
         )
-        ray.get([e.start_stream.remote(StreamPlane(rollouts, actor, self.gate, self.horizon)) for e in envs])
+        stream = StreamPlane(rollouts, actor, self.gate, self.horizon)
+        ray.get([e.start_stream.remote(stream) for e in envs])
+        # env and rollout processes that die are restarted by Ray and rejoin (controller/recovery.py)
+        self.recovery = WorkerRecovery(w, self.gate, stream, (t.max_batch, t.max_wait_ms), t.worker_restarts,
+                                       self.fit_start, on_rejoin=self.write_process_table)  # fmt: skip
         iteration_t0 = time.monotonic()
         # a resumed run counts on from its checkpoint: the env workers count only this run's steps
         done, executed = self.env_steps, self.env_steps_executed
         while self.env_steps < t.total_env_steps and not self.stop_requested.is_set():
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
-            counts = ray.get([e.stream_stats.remote() for e in envs])
-            self.env_steps = done + sum(c["finished_env_steps"] for c in counts)
-            self.env_steps_executed = executed + sum(c["executed_env_steps"] for c in counts)
+            counts = self.recovery.poll()
+            self.env_steps = done + counts["finished_env_steps"]
+            self.env_steps_executed = executed + counts["executed_env_steps"]
             for metrics in status["metrics"]:
                 self.policy_version = int(metrics["actor/policy_version"])
                 self.end_iteration(metrics, iteration_t0)
@@ -67,12 +72,17 @@ class AsyncVLAController(Controller):
         # (it finishes the update in progress), then inference.
         self.producers = ray.get([e.stop_stream.remote() for e in envs])
         self.consumer = ray.get(actor.stop_stream.remote())
-        self.serving = ray.get([r.stop_serving.remote() for r in rollouts])
+        self.serving = ray.get([r.stop_serving.remote() for r in rollouts]) + self.recovery.serving_lost
         for metrics in self.consumer.pop("metrics"):
             self.policy_version = int(metrics["actor/policy_version"])
             self.end_iteration(metrics, iteration_t0)
-        self.env_steps = done + sum(p["finished_env_steps"] for p in self.producers)
-        self.env_steps_executed = executed + sum(p["executed_env_steps"] for p in self.producers)
+        for rank, p in enumerate(self.producers):  # the live processes' final counts
+            self.recovery.env_reports[(rank, self.recovery.incarnation[rank])].counters = {
+                k: p[k] for k in ("finished_env_steps", "executed_env_steps")
+            }
+        counts = self.recovery.counters()
+        self.env_steps = done + counts["finished_env_steps"]
+        self.env_steps_executed = executed + counts["executed_env_steps"]
         self._log_evaluations(wait=True)
         self.gate_stats = ray.get(self.gate.stats.remote())
 
@@ -95,12 +105,18 @@ class AsyncVLAController(Controller):
 
     # ---- accounting ---------------------------------------------------------------------------------------
     def ledger(self) -> dict[str, int]:
-        produced = {eid: n for p in self.producers for eid, n in p["produced"]}
+        # the producers' own lists (dead processes: what they reported, settled by controller/recovery.py)
+        produced, discarded = self.recovery.settle(self.producers)
         c = self.consumer
-        discarded = {eid: n for p in self.producers for eid, n in p["discarded"]}
         out = reconcile(produced, c["received"], c["trained"], c["dropped"], c["queued"], discarded=discarded)
         out["episodes_abandoned_open"] = sum(p["abandoned_open"] for p in self.producers)
+        lost = self.recovery.report()
+        out["episodes_confirmed_by_consumer_only"] = lost["episodes_confirmed_by_consumer_only"]
+        out["start_credits_lost_with_workers"] = self.gate_stats["credits_lost_with_workers"]
         return out
+
+    def fault_report(self) -> dict[str, Any]:
+        return {**super().fault_report(), "workers": self.recovery.report()}
 
     def scheduler_stats(self) -> dict[str, float]:
         rows = sum(s["rows"] for s in self.serving)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -151,11 +152,22 @@ class Controller(ABC):
         if t.resume:
             self._resume()
         self.policy_version = self.workers.publish()
+        self.write_process_table()
         self.evaluator = Evaluator(self.workers, t.eval_episodes)
         self.run_log = RunLog(
             self.cfg.run_dir, self.cfg, t.total_env_steps, progress=t.progress, backends=t.logger,
             resume_iteration=self.resumed["iteration"] if self.resumed else None,
         )  # fmt: skip
+
+    def write_process_table(self) -> None:
+        """run_dir/processes.json: role, rank and pid of every process of the run, the driver included; rewritten
+        when a worker process is replaced. Which process is which, for operators (and the soak benchmark)."""
+        table = [{"role": "driver", "rank": 0, "pid": os.getpid()}, *self.workers.processes()]
+        path = Path(self.cfg.run_dir) / "processes.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"written_unix": time.time(), "processes": table}, indent=1))
+        tmp.replace(path)
 
     def _resume(self) -> None:
         path = self.checkpointer.latest()

@@ -34,7 +34,7 @@ FORMAT = "verl_async_vla/run-v1"
 # Keys a resumed run may change: where and how long it runs, and how it reports.
 MAY_CHANGE = {"run_dir", "trainer.resume", "trainer.total_env_steps", "trainer.progress", "trainer.logger",
               "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.eval_every", "trainer.timeline",
-              "trainer.ray_address"}  # fmt: skip
+              "trainer.ray_address", "trainer.worker_restarts", "trainer.run_restarts"}  # fmt: skip
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

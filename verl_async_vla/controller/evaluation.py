@@ -40,7 +40,7 @@ class Evaluator:
         w = self.workers
         with self.lock:
             t0 = time.monotonic()
-            version = w.publish(to=w.eval_rollout)  # the snapshot this evaluation measures
+            version = w.publish(to=w.eval_rollout.handles)  # the snapshot this evaluation measures
             n, success = w.eval_envs, []
             for wave in range(max(1, math.ceil(self.episodes / n))):
                 seeds = HELD_OUT_SEED_BASE + np.arange(wave * n, (wave + 1) * n)

@@ -8,11 +8,12 @@ never stops the async pipeline.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import ray
 from verl.single_controller.ray import RayWorkerGroup
 
-from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.config.schema import FaultInjectionConfig, RunConfig
 from verl_async_vla.envs import check_env_backend
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
 from verl_async_vla.models.sft import start_checkpoint
@@ -30,11 +31,23 @@ class WorkerSet:
     init_checkpoint: str
     eval_envs: int  # envs of the evaluation worker (0: evaluation off)
 
-    def publish(self, to: RayWorkerGroup | None = None) -> int:
-        """Actor weights -> rollout workers (all training ones, or `to`) through one object-store reference;
-        -> the version they now hold."""
+    def publish(self, to: list[Any] | None = None) -> int:
+        """Actor weights -> rollout workers (all training ones, or the handles `to`) through one object-store
+        reference; -> the version they now hold."""
         ref = self.actor.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
-        return ray.get([w.set_weights_packed.remote(ref) for w in (to or self.rollout).handles])[0]
+        return ray.get([w.set_weights_packed.remote(ref) for w in (to or self.rollout.handles)])[0]
+
+    def processes(self) -> list[dict]:
+        """Role, rank, pid and memory of every worker process (evaluation workers as `eval_env`, `eval_rollout`)."""
+        groups = {"env": self.env, "rollout": self.rollout, "actor": self.actor, "eval_env": self.eval_env,
+                  "eval_rollout": self.eval_rollout}  # fmt: skip
+        out = []
+        for role, group in groups.items():
+            for info in (
+                ray.get([h.process_info.remote() for h in group.handles]) if group is not None else []
+            ):
+                out.append({**info, "role": role})
+        return out
 
     def release(self) -> None:
         # Simulators close on their own lanes first: a render context freed from another thread at process exit
@@ -51,7 +64,11 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     check_env_backend(cfg.env)
     init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 4)
     common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
-    env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", env_cfg=dataclasses.asdict(cfg.env), **common)
+    # a training env or rollout process that dies is restarted by Ray in place (trainer=async_vla rejoins it:
+    # controller/recovery.py; trainer=sync resumes the run from its checkpoint: main.py)
+    restarts = {"max_restarts": t.worker_restarts}
+    env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
+                         **common)  # fmt: skip
     spec = env_wg.spec()[0]
     if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
         release(env_wg)
@@ -70,7 +87,11 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     eval_envs = min(t.eval_episodes, cfg.env.num_envs_per_worker, 32)
     eval_env_wg = eval_rollout_wg = None
     if eval_envs > 0:
-        eval_env = dataclasses.replace(cfg.env, num_envs_per_worker=eval_envs, latency="none")
+        # injected faults target training envs only (their env index means a training env)
+        no_faults = dataclasses.replace(cfg.env.faults, inject=FaultInjectionConfig())
+        eval_env = dataclasses.replace(
+            cfg.env, num_envs_per_worker=eval_envs, latency="none", faults=no_faults
+        )
         eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common)
         eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, **rollout_kwargs)
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
@@ -80,6 +101,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         groups = spawn_colocated(roles, t.rollout_workers, "policy", use_gpu=gpu)
         rollout_wg, actor_wg = groups["rollout"], groups["actor"]
     else:
-        rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, **rollout_kwargs)
+        rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, options=restarts,
+                                 **rollout_kwargs)  # fmt: skip
         actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", use_gpu=gpu, **actor_kwargs)
     return WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs)

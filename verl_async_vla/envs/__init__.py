@@ -78,10 +78,15 @@ def make_env_shard(cfg: EnvConfig, seed: int, rank: int = 0) -> EnvShard:
 
         shard = LatencyShard(shard, PROFILES[cfg.latency], seed, rank)
     inject = cfg.faults.inject
-    if inject.kind != "none" and inject.env == rank:  # FAULT INJECTION ONLY (tests, soak run)
+    if inject.kind == "schedule" or (inject.kind != "none" and inject.env == rank):  # FAULT INJECTION ONLY
         from verl_async_vla.envs.wrappers import FaultInjectionShard
 
-        shard = FaultInjectionShard(shard, inject.kind, rank, inject.after_steps, inject.times, inject.hang_s)
+        schedule = None
+        if inject.kind == "schedule":
+            schedule = {"start_unix": inject.start_unix, "every_s": inject.every_s, "kinds": list(inject.kinds),
+                        "envs": cfg.num_workers * cfg.num_envs_per_worker}  # fmt: skip
+        shard = FaultInjectionShard(shard, inject.kind, rank, inject.after_steps, inject.times, inject.hang_s,
+                                    schedule, inject.token)  # fmt: skip
     return shard
 
 

@@ -79,48 +79,106 @@ class LatencyShard(EnvShard):
         self.inner.close()
 
 
-FAULT_KINDS = ("none", "raise", "hang", "nan_obs", "die")
-# Faults injected per (process, global env index): a rebuilt env is a new shard, and `times` counts across rebuilds.
-_INJECTED: dict[int, int] = {}
+FAULT_KINDS = ("none", "raise", "hang", "nan_obs", "die", "schedule")
+
+
+class _InjectionCounter:
+    """How many faults were injected, per key, surviving the restart of a worker process or of the whole run (a
+    `die` would otherwise repeat forever): files in the temp dir, under `token` (config/validate.py derives it from
+    the run dir), else the Ray actor id (kept across restarts) or, outside Ray, the process id. `claim` is atomic
+    (O_EXCL), so a scheduled fault fires once however many envs race for it."""
+
+    def __init__(self, token: str = "") -> None:
+        import os
+        import tempfile
+
+        try:
+            import ray
+
+            owner = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+        except Exception:  # noqa: BLE001 - outside a Ray worker
+            owner = None
+        owner = token or owner or f"pid{os.getpid()}"
+        self.dir = os.path.join(tempfile.gettempdir(), "verl_async_vla_faults", owner)
+        os.makedirs(self.dir, exist_ok=True)
+
+    def count(self, key: str) -> int:
+        import os
+
+        return sum(1 for name in os.listdir(self.dir) if name.startswith(f"{key}."))
+
+    def claim(self, name: str) -> bool:
+        import os
+
+        try:
+            os.close(os.open(os.path.join(self.dir, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            return False
+
+
+def forget_injected() -> None:
+    """Reset this process's injection counts (tests that build several injecting envs in one process)."""
+    import shutil
+
+    shutil.rmtree(_InjectionCounter().dir, ignore_errors=True)
 
 
 class FaultInjectionShard(EnvShard):
     """FAULT INJECTION ONLY: the env misbehaves on its `after_steps`-th control call (reset or step): `raise`s,
     `hang`s for `hang_s`, returns a NaN observation (`nan_obs`), or kills its whole worker process (`die`, as a
-    segfault or an OOM kill would). It does so `times` times in this process (-1: every time)."""
+    segfault or an OOM kill would). It does so `times` times for this env (-1: every time), counted across env
+    rebuilds and worker-process restarts.
 
-    def __init__(self, inner: EnvShard, kind: str, env: int, after_steps: int, times: int, hang_s: float):
+    `schedule` (the soak run): every env is wrapped; fault n (n = 1, 2, ...) is due `every_s` x n seconds after
+    `start_unix`, has kind `kinds[(n - 1) % len(kinds)]` and strikes env `n x 7 mod envs` on its next call
+    within that period."""
+
+    def __init__(self, inner: EnvShard, kind: str, env: int, after_steps: int, times: int, hang_s: float,
+                 schedule: dict | None = None, token: str = ""):  # fmt: skip
         if kind not in FAULT_KINDS or kind == "none":
             raise ValueError(f"fault injection kind {kind!r}; use one of {list(FAULT_KINDS[1:])}")
-        self.inner, self.kind, self.env, self.after, self.times, self.hang_s = (
-            inner,
-            kind,
-            env,
-            after_steps,
-            times,
-            hang_s,
-        )
+        self.inner, self.kind, self.env, self.after, self.times = inner, kind, env, after_steps, times
+        self.hang_s, self.schedule = hang_s, schedule
         self.num_envs, self.spec = inner.num_envs, inner.spec
         self.calls = 0
+        self.counter = _InjectionCounter(token)
+        self.done_through = 0  # schedule: faults before this one are settled for this env
 
-    def _due(self) -> bool:
+    def _due(self) -> str | None:
+        """The kind of fault to inject on this call, if any."""
         self.calls += 1
-        done = _INJECTED.get(self.env, 0)
-        if self.calls < self.after or (self.times >= 0 and done >= self.times):
-            return False
-        _INJECTED[self.env] = done + 1
-        return True
+        if self.schedule is not None:
+            return self._scheduled()
+        if self.calls < self.after or (
+            self.times >= 0 and self.counter.count(f"env{self.env}") >= self.times
+        ):
+            return None
+        self.counter.claim(f"env{self.env}.{self.counter.count(f'env{self.env}')}")
+        return self.kind
 
-    def _misbehave(self, obs: ShardObs) -> ShardObs:
-        if self.kind == "raise":
+    def _scheduled(self) -> str | None:
+        """Fault n strikes only within its own period (a target env that makes no call then, being rebuilt or
+        restarted, misses it): faults never pile up."""
+        sch = self.schedule
+        n = int((time.time() - sch["start_unix"]) // sch["every_s"])
+        if n <= self.done_through:
+            return None
+        self.done_through = n
+        if (n * 7) % sch["envs"] == self.env and self.counter.claim(f"fault{n}"):
+            return sch["kinds"][(n - 1) % len(sch["kinds"])]
+        return None
+
+    def _misbehave(self, obs: ShardObs, kind: str) -> ShardObs:
+        if kind == "raise":
             raise RuntimeError(f"injected fault: env {self.env} raised")
-        if self.kind == "hang":
+        if kind == "hang":
             time.sleep(self.hang_s)
-        elif self.kind == "die":
+        elif kind == "die":
             import os
 
             os._exit(17)
-        elif self.kind == "nan_obs":
+        elif kind == "nan_obs":
             obs.state[:] = np.nan
         return obs
 
@@ -132,12 +190,14 @@ class FaultInjectionShard(EnvShard):
 
     def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
         obs = self.inner.reset(env_ids, seeds)
-        return self._misbehave(obs) if self._due() else obs
+        kind = self._due()
+        return obs if kind is None else self._misbehave(obs, kind)
 
     def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
         res = self.inner.step(env_ids, actions)
-        if self._due():
-            res.obs = self._misbehave(res.obs)
+        kind = self._due()
+        if kind is not None:
+            res.obs = self._misbehave(res.obs, kind)
         return res
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ the weights it is trained with (verl fully_async's and RLinf's `staleness_thresh
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import ray
 
@@ -90,8 +91,13 @@ class GateServer:
         self.gate = StalenessGate(max_staleness, policy, train_batch_episodes, num_envs, start_version)
         self.changed = asyncio.Condition()
         self.paused_waits = 0
+        # per env-worker incarnation ("rank.incarnation"): credits granted and given back, so that the credits a
+        # dead worker process held can be returned (`worker_lost`)
+        self.granted_by: Counter[str] = Counter()
+        self.released_by: Counter[str] = Counter()
+        self.lost_credits = 0
 
-    async def acquire(self, wanted: int, timeout_s: float = 0.5) -> int:
+    async def acquire(self, wanted: int, timeout_s: float = 0.5, worker: str = "") -> int:
         """Grant up to `wanted` credits; wait (bounded) while none are free, so callers can notice a stop."""
         async with self.changed:
             if self.gate.available() == 0:
@@ -102,19 +108,34 @@ class GateServer:
                     )
                 except asyncio.TimeoutError:
                     return 0
-            return self.gate.grant(wanted)
+            granted = self.gate.grant(wanted)
+            self.granted_by[worker] += granted
+            return granted
 
     async def advance(self, version: int) -> None:
         async with self.changed:
             self.gate.advance(version)
             self.changed.notify_all()
 
-    async def release(self, episodes: int) -> None:
+    async def release(self, episodes: int, worker: str = "") -> None:
         async with self.changed:
             self.gate.release(episodes)
+            self.released_by[worker] += episodes
             self.changed.notify_all()
+
+    async def worker_lost(self, worker: str, finished: int) -> int:
+        """An env-worker process died: of the credits it was granted, those neither given back nor used by an
+        episode that finished (`finished`, as the driver and the actor know them) were held by open episodes or not
+        used yet. They come back (those episodes will never be trained). -> how many."""
+        async with self.changed:
+            lost = max(0, self.granted_by[worker] - self.released_by[worker] - finished)
+            self.gate.release(lost)
+            self.released_by[worker] += lost
+            self.lost_credits += lost
+            self.changed.notify_all()
+            return lost
 
     async def stats(self) -> dict[str, int]:
         total = self.gate.credits_total()
         return {"granted": self.gate.granted, "credits_total": -1 if total is None else total,
-                "paused_waits": self.paused_waits}  # fmt: skip
+                "paused_waits": self.paused_waits, "credits_lost_with_workers": self.lost_credits}  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,18 @@ class TrainPlane:
     stale_policy: str
 
 
+def answers_from_live(refs: Iterable[ray.ObjectRef]) -> list[Any]:
+    """The answers of the workers that are alive; a worker process that died (and is being restarted by Ray,
+    controller/recovery.py) has none. Any other error is raised."""
+    out = []
+    for ref in list(refs):
+        try:
+            out.append(ray.get(ref))
+        except ray.exceptions.RayActorError:
+            pass
+    return out
+
+
 class TrainerLoop:
     def __init__(self, actor: ActorWorker, plane: TrainPlane):
         self.actor, self.plane = actor, plane
@@ -57,6 +70,7 @@ class TrainerLoop:
         self.arrived: list[DataProto] = []
         self.queue = EpisodeQueue()
         self.received: list[int] = []
+        self.received_decisions: dict[int, int] = {}  # episode id -> decisions, as the actor received them
         self.dropped: list[int] = []
         self.metrics: list[dict[str, float]] = []
         self.stats: dict[str, float] = defaultdict(float)
@@ -77,7 +91,11 @@ class TrainerLoop:
         episodes.batch["prox_version"] = torch.full((len(episodes),), -1, dtype=torch.long)
         with self.cond:
             self.arrived.append(episodes)
-            self.received.extend(episodes.non_tensor_batch["episode_id"].tolist())
+            ids = episodes.non_tensor_batch["episode_id"].tolist()
+            self.received.extend(ids)
+            self.received_decisions.update(
+                zip(ids, episodes.batch["mask"].sum(1).long().tolist(), strict=True)
+            )
             self.cond.notify_all()
 
     # ---- the trainer thread -----------------------------------------------------------------------------
@@ -120,7 +138,7 @@ class TrainerLoop:
         """`pause`: no open episode may be one that could only be trained in this update."""
         if self.rule.policy != "pause":
             return True
-        open_versions = [v for v in ray.get([e.oldest_open_version.remote() for e in self.plane.env_workers])
+        open_versions = [v for v in answers_from_live(e.oldest_open_version.remote() for e in self.plane.env_workers)
                          if v is not None]  # fmt: skip
         return not any(self.rule.must_train(v, self.actor.policy_version) for v in open_versions)
 
@@ -201,7 +219,8 @@ class TrainerLoop:
         t0 = time.time()
         wire = (weights_to_wire(weights), version)
         ref = ray.put(wire)
-        ray.get([r.set_weights_packed.remote(ref) for r in self.plane.rollouts])
+        # a rollout worker being restarted gets the newest weights from the driver when it rejoins
+        answers_from_live(r.set_weights_packed.remote(ref) for r in self.plane.rollouts)
         self.published = wire
         ray.get(self.plane.gate.advance.remote(version))
         self.actor.weight_spans.record(t0, batch=1, version=version, kind="publish")
@@ -225,5 +244,6 @@ class TrainerLoop:
             raise RuntimeError(f"actor trainer loop failed: {self.error!r}") from self.error
         queued = self.queue.all_ids()
         queued += [i for p in self.arrived for i in p.non_tensor_batch["episode_id"].tolist()]
-        return {"received": list(self.received), "trained": list(self.actor.trained_episode_ids),
+        return {"received": list(self.received), "received_decisions": dict(self.received_decisions),
+                "trained": list(self.actor.trained_episode_ids),
                 "dropped": list(self.dropped), "queued": queued, "metrics": self.status()["metrics"]}  # fmt: skip

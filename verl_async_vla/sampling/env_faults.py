@@ -51,6 +51,7 @@ class FaultRecord:
     error: str
     at_s: float  # seconds since the lanes started
     outcome: str  # "rebuilt" | "reset" | "quarantined"
+    unix: float = 0.0  # wall-clock time (comparable across worker processes)
 
 
 @dataclass

@@ -165,7 +165,7 @@ class EnvLanes:
             h.faults += 1
             h.last_error = f"{kind}: {error}"
             self.faults.records.append(FaultRecord(self.global_env(env), h.task, kind, error,
-                                                   time.monotonic() - self.t0, outcome))  # fmt: skip
+                                                   time.monotonic() - self.t0, outcome, time.time()))  # fmt: skip
 
     def _quarantine(self, env: int, kind: str, error: str) -> None:
         h = self.health[env]

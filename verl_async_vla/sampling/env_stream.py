@@ -11,7 +11,12 @@ Two sender threads keep the driver off the hot path:
   (`RolloutWorker.submit`); the answer comes back as a call to this worker's `deliver`, straight from the rollout
   worker (which knows every env worker's handle);
 - episodes: finished episodes go to the actor in one call (`ActorWorker.push`).
-The producer side of the ledger is counted here, independently of the actor's count.
+The producer side of the ledger is counted here, independently of the actor's count, and reported to the driver as
+it grows (`stats`), so that a worker process that dies loses only what it had not reported yet.
+
+A restarted worker process (controller/recovery.py) streams again as a new *incarnation*: its episode ids carry the
+incarnation, and every request carries a request id, so an answer addressed to the dead incarnation, or a duplicate
+of a re-sent request, is recognised and ignored rather than mistaken for the answer to a newer request.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
+INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
+MAX_INCARNATIONS = 1 << INCARNATION_BITS
+
+
+def episode_id_prefix(rank: int, incarnation: int) -> int:
+    """The high bits every episode id of one env-worker incarnation starts with (`episode_id >> 24`)."""
+    return (rank << INCARNATION_BITS) | incarnation
 
 
 @dataclass
@@ -50,14 +62,27 @@ class _Slot:
     """One env's mailbox: its pending answer and the event its lane waits on."""
 
     ready: threading.Event = field(default_factory=threading.Event)
+    request: int = -1  # id of the request it waits for (-1: none); answers to any other are ignored
+    sent_to: int = -1  # the rollout worker the request went to (-1: not sent yet)
+    posted: tuple[Any, float] | None = None  # (observation, time posted): kept to re-send it
     answer: tuple[np.ndarray, float, float, int] | None = None  # actions (K, A), log-prob, value, version
     timing: dict[str, float] = field(default_factory=dict)
     delivered: float = 0.0
 
 
 class EnvStream:
-    def __init__(self, lanes: EnvLanes, rank: int, plane: StreamPlane):
-        self.lanes, self.rank, self.plane = lanes, rank, plane
+    def __init__(self, lanes: EnvLanes, rank: int, plane: StreamPlane, incarnation: int = 0):
+        if not 0 <= incarnation < MAX_INCARNATIONS:
+            raise ValueError(
+                f"env worker {rank}: incarnation {incarnation} out of range (< {MAX_INCARNATIONS})"
+            )
+        self.lanes, self.rank, self.plane, self.incarnation = lanes, rank, plane, incarnation
+        self.id_base = episode_id_prefix(rank, incarnation) << 24
+        self.worker_key = f"{rank}.{incarnation}"  # the gate counts credits per incarnation
+        self._requests = itertools.count(incarnation << 40)
+        self.ignored_answers = (
+            0  # answers for a request no env waits for (a re-sent duplicate, a dead incarnation)
+        )
         n = lanes.num_envs
         self.slots = [_Slot() for _ in range(n)]
         self.stopping = threading.Event()
@@ -79,6 +104,7 @@ class EnvStream:
         self._ids = itertools.count()
         # producer-side ledger (compared with the actor's own count at the end of the run)
         self.produced: list[tuple[int, int]] = []  # (episode id, decisions)
+        self.reported = {"produced": 0, "discarded": 0}  # how much of each list `stats` has reported
         self.executed_steps = 0
         self.finished_env_steps = 0
         self.abandoned_open = 0
@@ -125,7 +151,7 @@ class EnvStream:
         """One episode, reset to end; False when stopped meanwhile (the open episode is abandoned)."""
         obs = self.lanes.reset_env(env)
         key = self.rank * ENV_KEY_STRIDE + env
-        ep = Episode((self.rank << 32) | next(self._ids), key, obs.instruction[0])
+        ep = Episode(self.id_base | next(self._ids), key, obs.instruction[0])
         with self.cond:
             self.current[env] = ep
         done = False
@@ -169,7 +195,7 @@ class EnvStream:
             if ep is not None:
                 self.discarded.append((ep.episode_id, len(ep)))
             self.cond.notify_all()
-        self.plane.gate.release.remote(1)
+        self.plane.gate.release.remote(1, self.worker_key)
 
     def _on_hang(self, env: int, alive: Future[bool]) -> None:
         """Called by the lanes' watchdog: env's lane hung and was replaced; its episode is lost, a new loop
@@ -196,10 +222,11 @@ class EnvStream:
 
     def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int] | None:
         slot = self.slots[env]
-        slot.ready.clear()
-        slot.answer = None
         with self.cond:
-            self.requests.append((env, obs, time.time()))
+            slot.ready.clear()
+            slot.answer = None
+            slot.request, slot.sent_to, slot.posted = next(self._requests), -1, (obs, time.time())
+            self.requests.append((env, obs, slot.posted[1]))
             self.cond.notify_all()
         while not slot.ready.wait(0.1) and not self.stopping.is_set():
             pass
@@ -207,6 +234,7 @@ class EnvStream:
             return None
         woke = time.time()
         with self.cond:
+            slot.request, slot.posted = -1, None
             for key, seconds in slot.timing.items():
                 self.latency[key] += seconds
             self.latency["wake_s"] += woke - slot.delivered
@@ -221,11 +249,20 @@ class EnvStream:
         actions, log_prob, values, versions = (
             answer[k] for k in ("actions", "old_log_prob", "values", "policy_version")
         )
+        rows = []
         with self.cond:
-            self.outstanding[rollout] -= len(local)
-            for row, env in enumerate(local.tolist()):  # an episode's first answer makes it visibly open
-                self.open_version.setdefault(env, int(versions[row]))
-        for row, env in enumerate(local.tolist()):
+            self.outstanding[rollout] = max(0, self.outstanding[rollout] - len(local))
+            for row, env in enumerate(local.tolist()):
+                if self.slots[env].request != int(answer["request"][row]) or self.slots[env].ready.is_set():
+                    self.ignored_answers += (
+                        1  # a duplicate of a re-sent request, or meant for a dead incarnation
+                    )
+                    continue
+                rows.append((row, env))
+                self.open_version.setdefault(
+                    env, int(versions[row])
+                )  # its first answer makes it visibly open
+        for row, env in rows:
             slot = self.slots[env]
             slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]))
             sent, received = float(answer["t_sent"][row]), float(answer["t_received"][row])
@@ -251,6 +288,9 @@ class EnvStream:
                 batch, self.requests = self.requests, []
                 target = int(np.argmin(self.outstanding))
                 self.outstanding[target] += len(batch)
+                for env, _, _ in batch:
+                    self.slots[env].sent_to = target
+                request_ids = np.array([self.slots[e].request for e, _, _ in batch], dtype=np.int64)
             envs = np.array([e for e, _, _ in batch], dtype=np.int64)
             # Plain numpy rows on the hot path: Ray pickles them ~10x faster than a DataProto's torch tensors;
             # the rollout worker turns them into a DataProto for the policy.
@@ -259,6 +299,7 @@ class EnvStream:
                 "state": np.concatenate([o.state for _, o, _ in batch]),
                 "instruction": np.array([o.instruction[0] for _, o, _ in batch], dtype=object),
                 "env_key": envs + self.rank * ENV_KEY_STRIDE,
+                "request": request_ids,
                 "t_posted": np.array([t for _, _, t in batch]),
                 "t_sent": np.full(len(batch), time.time()),
             }
@@ -302,10 +343,21 @@ class EnvStream:
                 want = self.credit_waiters - self.credits
             if want <= 0:
                 continue
-            granted = ray.get(self.plane.gate.acquire.remote(want))
+            granted = ray.get(self.plane.gate.acquire.remote(want, worker=self.worker_key))
             with self.cond:
                 self.credits += granted
                 self.cond.notify_all()
+
+    def resend(self, rollout: int) -> int:
+        """Rollout worker `rollout` was lost (controller/recovery.py): the requests it had not answered go out again,
+        under the same request ids, to whichever rollout worker is least loaded. -> how many."""
+        with self.cond:
+            self.outstanding[rollout] = 0
+            again = [(env, *slot.posted) for env, slot in enumerate(self.slots)
+                     if slot.sent_to == rollout and slot.posted is not None and not slot.ready.is_set()]  # fmt: skip
+            self.requests.extend(again)
+            self.cond.notify_all()
+        return len(again)
 
     # ---- control ----------------------------------------------------------------------------------------
     def oldest_open_version(self) -> int | None:
@@ -319,8 +371,11 @@ class EnvStream:
         if self.error is not None:
             raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
         with self.cond:
+            new = {k: getattr(self, k)[n:] for k, n in self.reported.items()}  # the ledger as it grows
+            self.reported = {k: len(getattr(self, k)) for k in self.reported}
             return {"produced_episodes": len(self.produced), "finished_env_steps": self.finished_env_steps,
-                    "executed_env_steps": self.executed_steps, "latency": dict(self.latency)}  # fmt: skip
+                    "executed_env_steps": self.executed_steps, "latency": dict(self.latency),
+                    "new_produced": new["produced"], "new_discarded": new["discarded"]}  # fmt: skip
 
     def stop(self) -> dict[str, Any]:
         """Stop every loop (open episodes are abandoned and counted), flush finished episodes to the actor."""
@@ -364,5 +419,6 @@ class EnvStream:
             "abandoned_open": self.abandoned_open,
             "discarded": list(self.discarded),
             "credits_unused": self.credits,
+            "ignored_answers": self.ignored_answers,
             "latency": dict(self.latency),
         }

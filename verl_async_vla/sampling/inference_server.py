@@ -76,7 +76,7 @@ class InferenceServer:
         columns = {
             k: answer.batch[k].numpy() for k in ("actions", "old_log_prob", "values", "policy_version")
         }
-        for key in ("env_key", "t_posted", "t_sent", "t_received"):  # the requesters' clocks travel back
+        for key in ("env_key", "request", "t_posted", "t_sent", "t_received"):  # ids and clocks travel back
             columns[key] = batch.non_tensor_batch[key]
         t_end = time.time()
         shards, _ = split_env_key(columns["env_key"])
@@ -96,6 +96,11 @@ class InferenceServer:
         refs, self.deliveries = self.deliveries, []
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=30)
+
+    def status(self) -> dict[str, float]:
+        if self.error is not None:
+            raise RuntimeError(f"rollout worker {self.rank}: the inference server failed: {self.error!r}")
+        return dict(self.stats)
 
     def stop(self) -> dict[str, float]:
         with self.cond:

@@ -40,6 +40,7 @@ from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
+from verl_async_vla.workers.process import process_info
 
 
 class ActorWorker(Worker):
@@ -85,6 +86,18 @@ class ActorWorker(Worker):
             if self.loop is not None
             else {"policy_version": self.policy_version, "metrics": []}
         )
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def process_info(self) -> dict:
+        return process_info("actor", self.rank)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def received_from(self, prefix: int) -> dict[int, int]:
+        """Episodes received from one env-worker incarnation (`episode_id >> 24 == prefix`): id -> decisions.
+        Asked when that worker's process died, to settle its part of the ledger (controller/recovery.py)."""
+        assert self.loop is not None, "received_from before start_stream"
+        with self.loop.cond:
+            return {i: n for i, n in self.loop.received_decisions.items() if i >> 24 == prefix}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def stop_stream(self) -> dict:

@@ -16,6 +16,7 @@ from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
 from verl_async_vla.telemetry.timeline import Span
 from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
+from verl_async_vla.workers.process import process_info
 
 
 class EnvWorker(Worker):
@@ -80,8 +81,18 @@ class EnvWorker(Worker):
 
     # ---- async data plane -------------------------------------------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def start_stream(self, plane: StreamPlane) -> None:
-        self.stream = EnvStream(self.lanes, self.rank, plane)
+    def start_stream(self, plane: StreamPlane, incarnation: int = 0) -> None:
+        """`incarnation`: 0, or how many times this worker's process was restarted (controller/recovery.py)."""
+        self.stream = EnvStream(self.lanes, self.rank, plane, incarnation)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def resend(self, rollout: int) -> int:
+        """Re-send the requests rollout worker `rollout` had not answered when its process died."""
+        return 0 if self.stream is None else self.stream.resend(rollout)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def process_info(self) -> dict:
+        return process_info("env", self.rank)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
     def deliver(self, answer: dict, rollout: int) -> None:
@@ -96,9 +107,9 @@ class EnvWorker(Worker):
         return None if self.stream is None else self.stream.oldest_open_version()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def stream_stats(self) -> dict:
-        assert self.stream is not None, "stream_stats before start_stream"
-        return self.stream.stats()
+    def stream_stats(self) -> dict | None:
+        """None: not streaming (a restarted process before it rejoins)."""
+        return None if self.stream is None else self.stream.stats()
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def stop_stream(self) -> dict:

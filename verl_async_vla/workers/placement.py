@@ -57,12 +57,18 @@ def _pool(world_size: int, name: str, use_gpu: bool) -> tuple[str, RayResourcePo
 
 
 def spawn_group(
-    worker_cls: type, world_size: int, name: str, use_gpu: bool = False, **init_kwargs: Any
+    worker_cls: type,
+    world_size: int,
+    name: str,
+    use_gpu: bool = False,
+    options: dict | None = None,
+    **init_kwargs: Any,
 ) -> RayWorkerGroup:
-    """One role's `RayWorkerGroup` on its own pool (disaggregated placement)."""
+    """One role's `RayWorkerGroup` on its own pool (disaggregated placement). `options`: more Ray actor options,
+    e.g. `max_restarts` (a restarted process keeps its rank: verl passes it in the actor's environment)."""
     prefix, pool = _pool(world_size, name, use_gpu)
     cls = RayClassWithInitArgs(ray.remote(worker_cls), **init_kwargs)
-    cls.update_options({"max_concurrency": MAX_CONCURRENCY})
+    cls.update_options({"max_concurrency": MAX_CONCURRENCY, **(options or {})})
     group = RayWorkerGroup(pool, cls, name_prefix=prefix)
     group.resource_pool_ref = pool  # kept for release()
     group.handles = list(group.workers)

@@ -17,6 +17,7 @@ from verl_async_vla.models import build_policy
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
+from verl_async_vla.workers.process import process_info
 
 
 class RolloutWorker(Worker):
@@ -53,6 +54,15 @@ class RolloutWorker(Worker):
         if self.server is None:
             raise RuntimeError("RolloutWorker.submit before start_serving")
         self.server.submit(rows)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def serving_stats(self) -> dict[str, float] | None:
+        """None: not serving (a restarted process before it rejoins)."""
+        return None if self.server is None else self.server.status()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def process_info(self) -> dict:
+        return process_info("rollout", self.rank)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def stop_serving(self) -> dict[str, float]:
