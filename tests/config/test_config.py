@@ -139,3 +139,11 @@ def test_fault_settings_are_checked_before_ray(override, message):
     cur[last] = float(value) if value.lstrip("-").replace(".", "").isdigit() else value
     with pytest.raises(ValueError, match=message):
         validate(node)
+
+
+@pytest.mark.parametrize("env", sorted(p.stem for p in (Path(CONFIG_DIR) / "env").glob("*.yaml")))
+def test_every_env_config_takes_the_fault_and_restart_settings(env):
+    run = validate(compose_cfg(f"env={env}", "env.faults.step_timeout_s=600", "env.faults.inject.kind=raise",
+                               "trainer.worker_restarts=5", "run_dir=/tmp/x"))  # fmt: skip
+    assert run.env.faults.step_timeout_s == 600 and run.trainer.worker_restarts == 5
+    assert run.env.faults.inject.token  # derived from the run dir: injected faults are counted once per run
