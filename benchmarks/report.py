@@ -297,6 +297,45 @@ def libero_render(lines: list[str]) -> None:
     lines.append("")
 
 
+def _process_row(p: dict) -> str:
+    change = "" if p["change"] is None else f"{100 * p['change']:+.1f} %"
+    restarted = "yes (new pid)" if p["restarted"] else "no"
+    return f"| {p['role']}/{p['rank']} | {p['rss_start_mb']} | {p['rss_end_mb']} | {change} | {restarted} |"
+
+
+def soak(lines: list[str]) -> None:
+    res = _load("soak")
+    if not res:
+        return
+    lines += ["## Soak: the main job under faults (docs/reliability.md)", ""]
+    lines += _provenance(res)
+    led = res["ledger"]
+    kinds: dict[str, list[bool]] = {}
+    for f in res["faults"]:
+        kinds.setdefault(f["kind"], []).append(f["survived"])
+    lines += [
+        f"`trainer=async_vla` on the embedded task for {res['minutes']:.0f} minutes, an env fault every "
+        f"{res['every_s']:.0f} s (each kind in turn), the rollout worker's process killed by its pid every "
+        f"{res['kill_every_s']:.0f} s, then SIGTERM. Finished (graceful stop, summary written, exit 0): "
+        f"**{'yes' if res['finished'] else 'NO'}**; faults recorded by the run: {res['faults_injected']} "
+        f"(scheduled: {res['faults_scheduled']}).",
+        "",
+        "| fault | times | survived |",
+        "|---|---|---|",
+        *[f"| {k} | {len(v)} | {sum(v)} |" for k, v in sorted(kinds.items())],
+        "",
+        f"Evaluated success: {res['success_start']} at the start, {res['success_end']} at the end. Ledger: "
+        f"{led.get('episodes_produced')} episodes produced, {led.get('episodes_trained')} trained, "
+        f"{led.get('episodes_discarded_fault')} discarded by faults, {led.get('episodes_in_flight')} in flight at "
+        f"the stop, {led.get('unaccounted')} unaccounted.",
+        "",
+        "| process | rss start MB | rss end MB | change | restarted |",
+        "|---|---|---|---|---|",
+        *[_process_row(p) for p in res["processes"]],
+        "",
+    ]
+
+
 def main() -> None:
     lines = [
         "# Benchmarks",
@@ -312,6 +351,7 @@ def main() -> None:
     throughput(lines, "libero_throughput")
     libero_render(lines)
     emulated(lines)
+    soak(lines)
     out = ROOT / "docs" / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")
     print("wrote", out.relative_to(ROOT))

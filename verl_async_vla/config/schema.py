@@ -59,6 +59,7 @@ class FaultInjectionConfig:
     every_s: float = 60.0
     start_unix: float = 0.0
     kinds: list[str] = field(default_factory=lambda: ["raise", "hang", "nan_obs", "die"])
+    envs: int = 0  # schedule: how many envs the faults are spread over (validate: every training env)
     # faults already injected are counted under this key, across worker restarts and run resumes (validate sets
     # it from the run dir when empty)
     token: str = ""

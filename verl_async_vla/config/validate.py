@@ -122,6 +122,8 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         import os
 
         f.inject.token = hashlib.sha1(os.path.abspath(run.run_dir).encode()).hexdigest()[:16]
+    if f.inject.kind == "schedule" and f.inject.envs <= 0:
+        f.inject.envs = e.num_workers * e.num_envs_per_worker
     if f.inject.kind == "schedule":
         bad = [k for k in f.inject.kinds if k not in FAULT_KINDS[1:-1]]
         if bad or not f.inject.kinds or f.inject.every_s <= 0 or f.inject.start_unix <= 0:

@@ -116,7 +116,7 @@ class AsyncVLAController(Controller):
         return out
 
     def fault_report(self) -> dict[str, Any]:
-        return {**super().fault_report(), "workers": self.recovery.report()}
+        return {**super().fault_report(self.recovery.dead_fault_records()), "workers": self.recovery.report()}
 
     def scheduler_stats(self) -> dict[str, float]:
         rows = sum(s["rows"] for s in self.serving)

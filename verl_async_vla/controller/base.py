@@ -257,11 +257,13 @@ class Controller(ABC):
         (Path(self.run_log.dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def fault_report(self) -> dict[str, Any]:
-        """Env faults of the training envs (sampling/env_faults.py): counts by kind, quarantined envs, each fault."""
+    def fault_report(self, earlier: list[dict] | None = None) -> dict[str, Any]:
+        """Env faults of the training envs (sampling/env_faults.py): counts by kind, quarantined envs, each fault.
+        `earlier`: records of worker processes that died (reported to the driver while they ran)."""
         reports = self.workers.env.fault_report()
-        counts = {k: sum(r["counts"][k] for r in reports) for k in reports[0]["counts"]}
-        records = sorted((rec for r in reports for rec in r["records"]), key=lambda rec: rec["at_s"])
+        records = sorted([*(rec for r in reports for rec in r["records"]), *(earlier or [])],
+                         key=lambda rec: rec["unix"])  # fmt: skip
+        counts = {k: sum(rec["kind"] == k for rec in records) for k in reports[0]["counts"]}
         if records:
             log.warning("env faults during the run: %s; quarantined envs: %s", counts,
                         [e for r in reports for e in r["quarantined"]] or "none")  # fmt: skip

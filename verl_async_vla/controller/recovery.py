@@ -45,6 +45,7 @@ class Incarnation:
     produced: dict[int, int] = field(default_factory=dict)  # episode id -> decisions
     discarded: dict[int, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # finished / executed env steps (cumulative)
+    faults: list[dict] = field(default_factory=list)  # its env fault records (sampling/env_faults.py)
 
 
 class WorkerRecovery:
@@ -81,6 +82,7 @@ class WorkerRecovery:
             report = self.env_reports[(rank, self.incarnation[rank])]
             report.produced.update(stats["new_produced"])
             report.discarded.update(stats["new_discarded"])
+            report.faults.extend(stats["new_faults"])
             report.counters = {k: stats[k] for k in ("finished_env_steps", "executed_env_steps")}
         for rank, ref in enumerate([r.serving_stats.remote() for r in self.rollouts]):
             try:
@@ -189,6 +191,11 @@ class WorkerRecovery:
                 produced.update(report.produced)
                 discarded.update(report.discarded)
         return produced, discarded
+
+    def dead_fault_records(self) -> list[dict]:
+        """Env fault records of the processes that died (the live ones report their own at the end)."""
+        return [f for (rank, inc), rep in self.env_reports.items() if inc != self.incarnation[rank]
+                for f in rep.faults]  # fmt: skip
 
     def report(self) -> dict[str, Any]:
         count = lambda key: sum(e.get(key, 0) for e in self.events)  # noqa: E731

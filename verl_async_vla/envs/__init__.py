@@ -84,7 +84,7 @@ def make_env_shard(cfg: EnvConfig, seed: int, rank: int = 0) -> EnvShard:
         schedule = None
         if inject.kind == "schedule":
             schedule = {"start_unix": inject.start_unix, "every_s": inject.every_s, "kinds": list(inject.kinds),
-                        "envs": cfg.num_workers * cfg.num_envs_per_worker}  # fmt: skip
+                        "envs": inject.envs}  # fmt: skip
         shard = FaultInjectionShard(shard, inject.kind, rank, inject.after_steps, inject.times, inject.hang_s,
                                     schedule, inject.token)  # fmt: skip
     return shard
