@@ -297,6 +297,31 @@ def libero_render(lines: list[str]) -> None:
     lines.append("")
 
 
+def weight_sync(lines: list[str]) -> None:
+    res = _load("weight_sync")
+    if not res:
+        return
+    lines += ["## Weight plane: publishing one version (learning/weight_plane.py)", ""]
+    lines += _provenance(res)
+    lines += [
+        "Time from the start of a publication until every rollout worker has loaded it (medians), by transport: "
+        "`object_store` (one `ray.put`, each worker reads it) and `collective` (a gloo broadcast group, in "
+        f"{res['bucket_mb']:.0f} MB buckets, received into staging buffers while serving goes on). Stall: the "
+        "longest time a rollout worker stopped serving for it. One host: here the object store is shared memory.",
+        "",
+        "| params (bf16) | bytes | rollout workers | object store s | collective s | collective / object store | "
+        "stall s: object store | stall s: collective | host peak GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['params'] / 1e6:,.0f} M | {r['bytes'] / 2**20:,.0f} MiB | {r['rollout_workers']} | "
+            f"{r['object_store_s']:.3f} | {r['collective_s']:.3f} | {r['collective_s'] / r['object_store_s']:.2f}x | "
+            f"{r['object_store_stall_s']:.3f} | {r['collective_stall_s']:.3f} | {r['host_peak_used_gb']} |"
+        )
+    lines.append("")
+
+
 def _process_row(p: dict) -> str:
     change = "" if p["change"] is None else f"{100 * p['change']:+.1f} %"
     restarted = "yes (new pid)" if p["restarted"] else "no"
@@ -351,6 +376,7 @@ def main() -> None:
     throughput(lines, "libero_throughput")
     libero_render(lines)
     emulated(lines)
+    weight_sync(lines)
     soak(lines)
     out = ROOT / "docs" / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")

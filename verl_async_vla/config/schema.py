@@ -149,6 +149,9 @@ class AlgoConfig:
     is_cap: float = 2.0  # C in min(pi_prox/mu, C); rho-bar = c-bar for V-trace
 
 
+WEIGHT_TRANSPORTS = ("object_store", "collective")  # trainer.weight_sync (learning/weight_plane.py)
+
+
 @dataclass
 class TrainerConfig:
     name: str = "sync"  # set by the `trainer=` config group
@@ -183,6 +186,9 @@ class TrainerConfig:
     # batching (a free server takes what is ready; requests that arrive during a call form the next batch); raise
     # it when a call has a large fixed cost and envs are few
     max_wait_ms: float = 0.0
+    # how each version reaches the rollout workers (learning/weight_plane.py): object_store | collective
+    weight_sync: str = "object_store"
+    weight_bucket_mb: float = 256.0  # collective: tensors are broadcast in flat buckets of this size
     max_staleness: int = 1  # versions
     stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance

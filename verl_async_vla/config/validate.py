@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from verl_async_vla.config.schema import RunConfig
+from verl_async_vla.config.schema import WEIGHT_TRANSPORTS, RunConfig
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
@@ -99,6 +99,17 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
     if run.trainer.checkpoint_every < 0 or run.trainer.checkpoint_keep < 1:
         raise ValueError("trainer.checkpoint_every must be >= 0 (0: off) and trainer.checkpoint_keep >= 1.")
+    if t.weight_sync not in WEIGHT_TRANSPORTS:
+        raise ValueError(
+            f"trainer.weight_sync={t.weight_sync!r} is unknown; use one of {list(WEIGHT_TRANSPORTS)}."
+        )
+    if t.weight_sync == "collective" and (t.name != "async_vla" or t.placement != "disaggregated"):
+        raise ValueError(
+            "trainer.weight_sync=collective needs trainer=async_vla with trainer.placement=disaggregated "
+            "(colocated rollout and actor share weights in one process; sync publishes by the object store)."
+        )
+    if t.weight_bucket_mb <= 0:
+        raise ValueError("trainer.weight_bucket_mb must be > 0.")
     if run.trainer.worker_restarts < 0 or run.trainer.run_restarts < 0:
         raise ValueError(
             "trainer.worker_restarts and trainer.run_restarts must be >= 0 (0: a lost worker ends the run)."

@@ -46,9 +46,11 @@ class AsyncVLAController(Controller):
         t, w = self.cfg.trainer, self.workers
         envs, rollouts, actor = w.env.handles, w.rollout.handles, w.actor.handles[0]
         ray.get([r.start_serving.remote(envs, t.max_batch, t.max_wait_ms) for r in rollouts])
-        ray.get(
-            actor.start_stream.remote(TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy))
-        )
+        if t.weight_sync == "collective":
+            w.form_weight_group("nccl" if self.cfg.model.device.startswith("cuda") else "gloo")
+        train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
+                           int(t.weight_bucket_mb * 2**20))  # fmt: skip
+        ray.get(actor.start_stream.remote(train))
         stream = StreamPlane(rollouts, actor, self.gate, self.horizon)
         ray.get([e.start_stream.remote(stream) for e in envs])
         # env and rollout processes that die are restarted by Ray and rejoin (controller/recovery.py)

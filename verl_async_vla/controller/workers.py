@@ -37,6 +37,16 @@ class WorkerSet:
         ref = self.actor.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
         return ray.get([w.set_weights_packed.remote(ref) for w in (to or self.rollout.handles)])[0]
 
+    def form_weight_group(self, backend: str) -> None:
+        """The collective weight plane (learning/weight_plane.py): the actor (rank 0, it hosts the group's store)
+        and every training rollout worker join one process group."""
+        actor = self.actor.handles[0]
+        addr, port = ray.get(actor.weight_group_address.remote())
+        world = 1 + len(self.rollout.handles)
+        ray.get([actor.join_weight_group.remote(addr, port, world, backend),
+                 *(r.join_weight_group.remote(addr, port, world, i + 1, backend)
+                   for i, r in enumerate(self.rollout.handles))])  # fmt: skip
+
     def processes(self) -> list[dict]:
         """Role, rank, pid and memory of every worker process (evaluation workers as `eval_env`, `eval_rollout`)."""
         groups = {"env": self.env, "rollout": self.rollout, "actor": self.actor, "eval_env": self.eval_env,

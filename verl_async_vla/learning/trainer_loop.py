@@ -20,10 +20,10 @@ The consumer side of the ledger (received, trained, dropped, still queued) is co
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,11 @@ from verl import DataProto
 
 from verl_async_vla.learning.episode_queue import EpisodeQueue
 from verl_async_vla.learning.staleness import StalenessGate
+from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.workers.codec import weights_to_wire
+from verl_async_vla.workers.process import answers_from_live
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from verl_async_vla.workers.actor_worker import ActorWorker
@@ -47,18 +51,8 @@ class TrainPlane:
     gate: Any  # GateServer handle
     max_staleness: int
     stale_policy: str
-
-
-def answers_from_live(refs: Iterable[ray.ObjectRef]) -> list[Any]:
-    """The answers of the workers that are alive; a worker process that died (and is being restarted by Ray,
-    controller/recovery.py) has none. Any other error is raised."""
-    out = []
-    for ref in list(refs):
-        try:
-            out.append(ray.get(ref))
-        except ray.exceptions.RayActorError:
-            pass
-    return out
+    weight_sync: str = "object_store"  # learning/weight_plane.py
+    bucket_bytes: int = 256 * 2**20
 
 
 class TrainerLoop:
@@ -192,6 +186,9 @@ class TrainerLoop:
         metrics["actor/snapshot_s"] = time.time() - t_snap
         metrics["actor/must_train"] = float(must)
         metrics["actor/straggler_wait_s"] = self.stats.pop("straggler_wait_s", 0.0)
+        # publications finished since the last update: the longest time a rollout worker stopped serving
+        metrics["actor/rollout_stall_s"] = self.stats.pop("rollout_stall_s", 0.0)
+        metrics["actor/weight_plane_fallbacks"] = self.stats.get("weight_plane_fallbacks", 0.0)
         metrics["actor/queued"] = float(self._queued())
         metrics["train/success"] = float(np.mean(batch.non_tensor_batch["success"]))
         metrics["train/episode_len"] = float(np.mean(batch.non_tensor_batch["env_steps"]))
@@ -214,14 +211,25 @@ class TrainerLoop:
             raise
 
     def publish(self, weights: dict[str, torch.Tensor], version: int) -> None:
-        """Weights straight to the rollout workers (one put, every worker reads it); wait for their acks so
-        that every episode started afterwards is on the new version; then open the gate for the next batch."""
+        """Weights straight to the rollout workers by the weight plane (learning/weight_plane.py); wait for their
+        acks so that every episode started afterwards is on the new version; then open the gate for the next
+        batch. A rollout worker being restarted is skipped: it gets the newest weights when it rejoins."""
         t0 = time.time()
-        wire = (weights_to_wire(weights), version)
-        ref = ray.put(wire)
-        # a rollout worker being restarted gets the newest weights from the driver when it rejoins
-        answers_from_live(r.set_weights_packed.remote(ref) for r in self.plane.rollouts)
-        self.published = wire
+        transport = self.plane.weight_sync
+        try:
+            answers = publish_weights(weights, version, self.plane.rollouts, transport, self.actor.weight_group,
+                                      self.plane.bucket_bytes)  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - a member of the group was lost: the object store always works
+            if transport != "collective":
+                raise
+            log.warning(
+                "collective weight plane failed (%r); publishing by the object store from now on", err
+            )
+            self.plane.weight_sync = "object_store"
+            self.stats["weight_plane_fallbacks"] += 1
+            answers = publish_weights(weights, version, self.plane.rollouts, "object_store", None, 0)
+        self.stats["rollout_stall_s"] += max((s for _, s in answers), default=0.0)
+        self.published = (weights_to_wire(weights), version)  # what the driver hands a rejoining worker
         ray.get(self.plane.gate.advance.remote(version))
         self.actor.weight_spans.record(t0, batch=1, version=version, kind="publish")
 

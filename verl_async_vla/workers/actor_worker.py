@@ -36,6 +36,8 @@ from verl_async_vla.learning.train_state import (
     write_state,
 )
 from verl_async_vla.learning.trainer_loop import TrainerLoop, TrainPlane
+from verl_async_vla.learning.weight_plane import WeightGroup, digest, free_address
+from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
@@ -65,6 +67,9 @@ class ActorWorker(Worker):
         # publishing a version runs beside the next update in the async trainer: a stage of its own
         self.weight_spans = SpanRecorder("weights", f"weights/{self.rank}")
         self.loop: TrainerLoop | None = None
+        self.weight_group: WeightGroup | None = (
+            None  # the collective weight plane, when trainer.weight_sync=collective
+        )
         # held by every update (both trainers): a run checkpoint reads weights, optimizer and version together
         self.state_lock = threading.RLock()
 
@@ -86,6 +91,36 @@ class ActorWorker(Worker):
             if self.loop is not None
             else {"policy_version": self.policy_version, "metrics": []}
         )
+
+    # ---- the weight plane (learning/weight_plane.py) ----------------------------------------------------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def weight_group_address(self) -> tuple[str, int]:
+        """Where the weight plane's group meets: this node, a free port (the actor is rank 0 and hosts the store)."""
+        return free_address()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def join_weight_group(self, addr: str, port: int, world: int, backend: str) -> None:
+        self.weight_group = WeightGroup(addr, port, world, 0, backend)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def weights_digest(self) -> tuple[int, float]:
+        with self.state_lock:
+            return self.policy_version, digest(self.policy.get_weights())
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def publish_to(self, rollouts: list, transport: str, bucket_mb: float = 256.0, version: int | None = None
+                   ) -> dict:  # fmt: skip
+        """Publish the current weights to `rollouts` once, by `transport` (the trainer loop does the same per
+        version; benchmarks/weight_sync.py times it, labelling each publication a new `version` so that every
+        one is loaded). -> seconds to publish, and each worker's serving stall."""
+        with self.state_lock:
+            weights = self.policy.get_weights()
+        t0 = time.perf_counter()
+        version = self.policy_version if version is None else version
+        answers = publish_weights(weights, version, rollouts, transport, self.weight_group,
+                                  int(bucket_mb * 2**20))  # fmt: skip
+        return {"publish_s": time.perf_counter() - t0, "stall_s": [s for _, s in answers],
+                "bytes": sum(t.numel() * t.element_size() for t in weights.values())}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def process_info(self) -> dict:

@@ -13,6 +13,7 @@ from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.config.schema import ModelConfig
+from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
@@ -30,17 +31,51 @@ class RolloutWorker(Worker):
         self.spans = SpanRecorder("rollout", f"rollout/{self.rank}")
         self.model_lock = threading.RLock()  # weights change between batches, never during one
         self.server: InferenceServer | None = None
+        self.weight_group: WeightGroup | None = None
+        self.last_stall_s = 0.0
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_weights(self, weights: dict, version: int) -> int:
         """`weights` as `ActorWorker.get_weights` sends them (numpy on the wire, codec.weights_to_wire)."""
+        return self._swap_in(weights_from_wire(weights), version)
+
+    def _swap_in(self, weights: dict[str, torch.Tensor], version: int) -> int:
+        """Load a newer version between two inference batches; the time serving stops is kept (`last_stall_s`)."""
+        t0 = time.perf_counter()
         with self.model_lock:  # no batch runs while the weights change
             if version > self.policy_version:
                 if self.server is not None:
                     self.server.flush_deliveries()
-                self.policy.load_weights(weights_from_wire(weights))
+                self.policy.load_weights(weights)
                 self.policy_version = version
+            self.last_stall_s = time.perf_counter() - t0
             return self.policy_version
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_weights_timed(self, weights_and_version: tuple[dict, int]) -> tuple[int, float]:
+        """The object-store path of the weight plane: -> (version held, seconds serving stopped)."""
+        version = self.set_weights(*weights_and_version)
+        return version, self.last_stall_s
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def weights_digest(self) -> tuple[int, float]:
+        """(version, fingerprint of the weights it serves): compared with the actor's."""
+        with self.model_lock:
+            return self.policy_version, digest(self.policy.get_weights())
+
+    # ---- the collective weight plane (learning/weight_plane.py) ---------------------------------------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def join_weight_group(self, addr: str, port: int, world: int, rank: int, backend: str) -> None:
+        self.weight_group = WeightGroup(addr, port, world, rank, backend)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def receive_weights(self, version: int, layout: BucketLayout) -> tuple[int, float]:
+        """Receive a broadcast version into staging buffers while serving goes on, then swap it in. -> (version
+        held, seconds serving stopped)."""
+        if self.weight_group is None:
+            raise RuntimeError("receive_weights before join_weight_group")
+        staged = self.weight_group.receive(layout)
+        return self._swap_in(staged, version), self.last_stall_s
 
     # ---- async data plane: requests straight from env workers -----------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)

@@ -1,0 +1,102 @@
+"""Weight-plane benchmark: time to publish one policy version from the actor to the rollout workers, by transport
+(learning/weight_plane.py), for 10 M to 1 B parameters.
+
+    python benchmarks/weight_sync.py                          # 10M, 100M, 1B parameters, 2 rollout workers
+    python benchmarks/weight_sync.py --params 1e7 1e8 --rollouts 4
+
+The workers are the plugin's own (one ActorWorker, R RolloutWorkers, real Ray processes); the model is the cost model
+(models/cost_model.py) carrying `2 x params` bytes of trainable payload, i.e. the parameters in bf16 as a VLA's would
+travel. Each size: one warm-up publication per transport, then `--repeats` of each, alternating; the figures are
+medians. `publish_s` is the actor's time from the start of a publication until every rollout worker has loaded it;
+`stall_s` is the longest time a rollout worker stopped serving for it (the swap under its model lock; the collective
+path receives into staging buffers while serving goes on). All processes share this machine's cores and memory: on
+one host the object store is shared memory, so this compares the two paths where the object store is at its best.
+
+Writes docs/results/weight_sync.json and regenerates docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import ray
+from common import ROOT, host_used_gb, write_result
+
+from verl_async_vla.config.validate import validate
+from verl_async_vla.controller.workers import WorkerSet
+from verl_async_vla.models.sft import start_checkpoint
+from verl_async_vla.workers import ActorWorker, RolloutWorker
+from verl_async_vla.workers.placement import init_ray, release, spawn_group
+
+
+def measure(params: float, rollouts: int, repeats: int, bucket_mb: float) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="weight_sync_"))
+    cfg = validate({"model": {"name": "cost_model", "init": "scratch", "cost_weights_mb": 2 * params / 2**20},
+                    "trainer": {"rollout_workers": rollouts}, "run_dir": str(tmp / "run")})  # fmt: skip
+    ckpt = str(start_checkpoint(cfg))
+    model_cfg = dataclasses.asdict(cfg.model)
+    actor_wg = spawn_group(ActorWorker, 1, "bench_actor", model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo),
+                           init_checkpoint=ckpt, seed=0)  # fmt: skip
+    rollout_wg = spawn_group(RolloutWorker, rollouts, "bench_rollout", model_cfg=model_cfg, seed=0)
+    workers = WorkerSet(None, rollout_wg, actor_wg, None, None, ckpt, 0)
+    try:
+        workers.form_weight_group("gloo")
+        actor, handles = actor_wg.handles[0], rollout_wg.handles
+        runs: dict[str, list[dict]] = {"object_store": [], "collective": []}
+        peak = host_used_gb()
+        version = 0
+        for rep in range(repeats + 1):  # the first round warms both paths up (buffers, connections)
+            for transport in runs:
+                version += 1  # a new version each time: every publication is loaded, as in training
+                out = ray.get(actor.publish_to.remote(handles, transport, bucket_mb, version))
+                peak = max(peak, host_used_gb())
+                if rep:
+                    runs[transport].append(out)
+        expected = ray.get(actor.weights_digest.remote())[1]
+        held = [d for _, d in ray.get([r.weights_digest.remote() for r in handles])]
+        assert held == [expected] * rollouts, "a rollout worker holds other weights than the actor"
+
+        def med(transport: str, key: str) -> float:
+            values = [max(o[key]) if isinstance(o[key], list) else o[key] for o in runs[transport]]
+            return round(statistics.median(values), 4)
+
+        return {
+            "params": int(params), "bytes": runs["collective"][0]["bytes"], "rollout_workers": rollouts,
+            "object_store_s": med("object_store", "publish_s"), "collective_s": med("collective", "publish_s"),
+            "object_store_stall_s": med("object_store", "stall_s"), "collective_stall_s": med("collective", "stall_s"),
+            # the lost serving time per version on the path the async trainer uses when the collective is on
+            "rollout_stall_s": med("collective", "stall_s"),
+            "host_peak_used_gb": round(peak, 1), "repeats": repeats,
+        }  # fmt: skip
+    finally:
+        release(actor_wg)
+        release(rollout_wg)
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=float, nargs="+", default=[1e7, 1e8, 1e9])
+    ap.add_argument("--rollouts", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bucket-mb", type=float, default=256.0)
+    args = ap.parse_args()
+    init_ray(None, logical_cpus=args.rollouts + 4)
+    rows = []
+    for params in args.params:
+        row = measure(params, args.rollouts, args.repeats, args.bucket_mb)
+        print(row, flush=True)
+        rows.append(row)
+    ray.shutdown()
+    write_result("weight_sync", {"rows": rows, "bucket_mb": args.bucket_mb})
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py")], check=True)
+
+
+if __name__ == "__main__":
+    main()
