@@ -90,9 +90,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(f"trainer.max_staleness={t.max_staleness} must be >= 0 (policy versions).")
     if t.max_batch < 1 or t.max_wait_ms < 0:
         raise ValueError("trainer.max_batch must be >= 1 and trainer.max_wait_ms >= 0.")
-    if run.trainer.actor_workers != 1:
+    if t.actor_workers < 1 or (t.actor_workers > 1 and t.placement != "disaggregated"):
         raise ValueError(
-            "trainer.actor_workers > 1 needs torch.distributed data parallelism (GPU extra); use 1 on CPU."
+            "trainer.actor_workers must be >= 1; several data-parallel actor ranks need "
+            "trainer.placement=disaggregated (colocated fuses one actor with each rollout worker)."
         )
     for name in ("num_workers", "num_envs_per_worker"):
         if getattr(e, name) < 1:

@@ -50,6 +50,7 @@ class AsyncVLAController(Controller):
             w.form_weight_group("nccl" if self.cfg.model.device.startswith("cuda") else "gloo")
         train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
                            int(t.weight_bucket_mb * 2**20))  # fmt: skip
+        ray.get(actor.set_peers.remote(w.actor.handles[1:]))  # data-parallel ranks follow rank 0's updates
         ray.get(actor.start_stream.remote(train))
         stream = StreamPlane(rollouts, actor, self.gate, self.horizon)
         ray.get([e.start_stream.remote(stream) for e in envs])

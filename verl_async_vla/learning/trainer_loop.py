@@ -175,7 +175,7 @@ class TrainerLoop:
         with (
             self.actor.state_lock
         ):  # a run checkpoint sees the state before or after this update, never inside
-            metrics = self.actor._update(batch)
+            metrics = self.actor.update_all_ranks(batch)
             self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
             t_snap = time.time()
             weights = self.actor.policy.get_weights()  # a copy: the next update changes the weights meanwhile

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
 from verl import DataProto
 from verl.single_controller.base import Worker
@@ -25,6 +26,7 @@ from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.data_parallel import DataParallel
 from verl_async_vla.learning.train_state import (
     numpy_rng_from_data,
     numpy_rng_to_data,
@@ -59,7 +61,14 @@ class ActorWorker(Worker):
         self.policy.load_weights(ckpt["weights"])
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.algo.lr, eps=1e-5)
         self.policy_version = 0
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(
+            seed
+        )  # the same on every rank: every rank plans the same minibatches
+        gpu = self.model_cfg.device.startswith("cuda")
+        self.dp = DataParallel(
+            self.rank, self.world_size, "nccl" if gpu else "gloo"
+        )  # learning/data_parallel.py
+        self.peers: list = []  # the other ranks' handles (rank 0 streams; they follow its updates)
         self.buffer: list[DataProto] = []
         self.trained_episode_ids: list[int] = []
         self.received_episode_ids: list[int] = []  # lockstep path (the stream path counts in its TrainerLoop)
@@ -167,6 +176,25 @@ class ActorWorker(Worker):
         self.spans.record(t0, batch=len(batch), version=self.policy_version)
         return {"updated": 1.0, **metrics}
 
+    # ---- data-parallel ranks (learning/data_parallel.py) ----------------------------------------------------
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def set_peers(self, peers: list) -> None:
+        """Rank 0 of N: the handles of ranks 1..N-1, which follow each of its streamed updates."""
+        self.peers = list(peers)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def follow_update(self, batch: DataProto) -> None:
+        """Ranks 1..N-1 in the async trainer: the same update as rank 0, on the same batch, in step with it."""
+        with self.state_lock:
+            self._update(batch)
+
+    def update_all_ranks(self, batch: DataProto) -> dict[str, float]:
+        """One update by every rank (rank 0 calls it, under its state lock); -> rank 0's metrics."""
+        followers = [p.follow_update.remote(batch) for p in self.peers]
+        metrics = self._update(batch)
+        ray.get(followers)
+        return metrics
+
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
         return self.spans.drain() + self.weight_spans.drain()
@@ -196,15 +224,21 @@ class ActorWorker(Worker):
         sums: dict[str, float] = defaultdict(float)
         steps = 0
         for _ in range(self.algo.ppo_epochs):
-            for rows in np.array_split(self.rng.permutation(n), max(1, n // rows_per_mb)):
-                r = torch.from_numpy(rows)
-                log_prob, entropy, vpred = self._evaluate(batch, r)
-                loss, m = actor_critic_loss(
-                    self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
-                    mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
-                )  # fmt: skip
+            for minibatch in np.array_split(self.rng.permutation(n), max(1, n // rows_per_mb)):
+                rows = self.dp.my_rows(
+                    minibatch
+                )  # all of it on one rank; a share of it per rank with N ranks
                 self.optimizer.zero_grad()
-                loss.backward()
+                m = {}
+                if len(rows):
+                    r = torch.from_numpy(rows)
+                    log_prob, entropy, vpred = self._evaluate(batch, r)
+                    loss, m = actor_critic_loss(
+                        self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
+                        mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
+                    )  # fmt: skip
+                    (loss * self.dp.loss_weight(self.algo.loss_agg_mode, mask, rows, minibatch)).backward()
+                self.dp.sum_gradients([p for p in self.policy.parameters() if p.requires_grad])
                 m["actor/grad_norm"] = float(
                     torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.algo.max_grad_norm)
                 )
@@ -252,7 +286,10 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_state(self, directory: str) -> dict[str, int]:
-        """The whole training state into `directory` (learning/train_state.py), consistent: between updates."""
+        """The whole training state into `directory` (learning/train_state.py), consistent: between updates.
+        Rank 0 writes it (every rank holds the same state)."""
+        if self.rank != 0:
+            return {}
         with self.state_lock:
             tensors, optim = optimizer_to_data(self.optimizer)
             tensors.update({f"w.{k}": v for k, v in self.policy.get_weights().items()})
@@ -284,6 +321,8 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save(self, path: str, **meta) -> str:
+        if self.rank != 0:  # every rank holds the same weights: rank 0 writes them
+            return path
         return str(
             save_checkpoint(path, self.policy, self.model_cfg, policy_version=self.policy_version, **meta)
         )
