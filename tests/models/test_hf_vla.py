@@ -128,3 +128,54 @@ def test_gpu_recipe_composes_and_validates(hf_dir):
     assert (run.model.name, run.model.device, run.model.hf_dtype) == ("hf_vla", "cuda", "bfloat16")
     assert (run.model.action_dim, run.model.chunk, run.model.image_size) == (7, 8, 224)
     assert (run.trainer.name, run.trainer.placement, run.env.name) == ("async_vla", "colocated", "libero")
+
+
+def test_lora_adapts_the_frozen_backbone_and_ships_only_adapters_and_heads(hf_dir):
+    torch.manual_seed(0)
+    plain = build_policy(_cfg(hf_dir))
+    lora = build_policy(_cfg(hf_dir, lora_rank=4))
+    weights = lora.get_weights()
+    adapters = {k for k in weights if "lora_" in k}
+    assert adapters and all(k.startswith("backbone.") == ("lora_" in k) for k in weights)
+    assert all(
+        "language_model" in k and any(p in k for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
+        for k in adapters
+    )
+    # B = 0 at the start: with the same heads, the adapted policy acts exactly as the frozen one
+    lora.load_weights({**plain.get_weights(), **{k: weights[k] for k in adapters}})
+    obs = _obs()
+    torch.testing.assert_close(
+        lora.act(obs, deterministic=True).actions, plain.act(obs, deterministic=True).actions
+    )
+    lora.evaluate(obs, lora.act(obs).actions).log_prob.sum().backward()
+    learning = {n for n, p in lora.named_parameters() if p.grad is not None and n.startswith("backbone.")}
+    assert learning and all("lora_B" in n or "lora_A" in n for n in learning)
+    with pytest.raises(ValueError, match="model.lora_targets"):
+        build_policy(_cfg(hf_dir, lora_rank=4, lora_targets=r".*no_such_module"))
+    with pytest.raises(ValueError, match="hf_train_backbone=false"):
+        build_policy(_cfg(hf_dir, lora_rank=4, hf_train_backbone=True))
+
+
+@pytest.mark.slow
+def test_async_run_with_lora_publishes_only_adapters_and_heads(ray_session, small_cfg, hf_dir):
+    from verl_async_vla.controller import build_controller
+
+    cfg = dataclasses.replace(
+        small_cfg,
+        model=dataclasses.replace(
+            small_cfg.model, name="hf_vla", hf_path=hf_dir, init="scratch", lora_rank=8
+        ),
+        trainer=dataclasses.replace(small_cfg.trainer, name="async_vla", total_env_steps=80, eval_episodes=2),
+    )
+    controller = build_controller(cfg)
+    try:
+        summary = controller.train()
+    finally:
+        controller.release_workers()
+    assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
+    ckpt = load_checkpoint(summary["checkpoint"])["weights"]
+    backbone = [k for k in ckpt if k.startswith("backbone.")]
+    assert backbone and all("lora_" in k for k in backbone)  # adapters travel, the frozen backbone never does
+    published = [r["actor/published_mb"] for r in controller.run_log.history if "actor/published_mb" in r]
+    size_mb = sum(v.numel() * v.element_size() for v in ckpt.values()) / 2**20
+    assert published and abs(published[-1] - size_mb) < 1e-6

@@ -115,6 +115,12 @@ class ModelConfig:
     hf_dtype: str = "float32"  # bfloat16 on GPU
     hf_train_backbone: bool = False  # false: heads + proprio projection train, the backbone stays frozen
     hf_prompt: str = "In: What action should the robot take to {instruction}?\nOut:"  # OpenVLA's prompt
+    # LoRA adapters on the frozen backbone (peft, a verl dependency): 0 = none; they train and travel with the heads
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: str = (
+        r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"  # modules adapted (full-match regex)
+    )
     # cpu | cuda: where rollout and actor workers put the model (cuda asks Ray for a GPU per process)
     device: str = "cpu"
 

@@ -100,6 +100,9 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")
     if run.trainer.checkpoint_every < 0 or run.trainer.checkpoint_keep < 1:
         raise ValueError("trainer.checkpoint_every must be >= 0 (0: off) and trainer.checkpoint_keep >= 1.")
+    if m.lora_rank < 0 or (m.lora_rank > 0 and m.name != "hf_vla"):
+        raise ValueError(f"model.lora_rank={m.lora_rank}: LoRA adapts a Hugging Face backbone (model.name=hf_vla); "
+                         "use 0 for other models.")  # fmt: skip
     if t.weight_sync not in WEIGHT_TRANSPORTS:
         raise ValueError(
             f"trainer.weight_sync={t.weight_sync!r} is unknown; use one of {list(WEIGHT_TRANSPORTS)}."

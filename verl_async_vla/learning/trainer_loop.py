@@ -189,6 +189,8 @@ class TrainerLoop:
         # publications finished since the last update: the longest time a rollout worker stopped serving
         metrics["actor/rollout_stall_s"] = self.stats.pop("rollout_stall_s", 0.0)
         metrics["actor/weight_plane_fallbacks"] = self.stats.get("weight_plane_fallbacks", 0.0)
+        # what this version weighs on the wire (the trainable part: heads, adapters)
+        metrics["actor/published_mb"] = sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
         metrics["actor/queued"] = float(self._queued())
         metrics["train/success"] = float(np.mean(batch.non_tensor_batch["success"]))
         metrics["train/episode_len"] = float(np.mean(batch.non_tensor_batch["env_steps"]))

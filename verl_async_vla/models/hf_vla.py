@@ -9,7 +9,8 @@ the same features.
 
 Only local directories are read (`local_files_only`): this project never downloads. What RL changes and what
 weights carry between workers is the trainable part: the heads and the proprio projection, plus the backbone
-when `model.hf_train_backbone=true`; the rest comes from `model.hf_path` on every worker. transformers is
+when `model.hf_train_backbone=true`, or its LoRA adapters with `model.lora_rank=r`; the rest comes from
+`model.hf_path` on every worker. transformers is
 imported when this model is built, never by the core.
 """
 
@@ -50,6 +51,30 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return length - 1 - attention_mask.flip(1).argmax(1)
 
 
+def add_lora(backbone: nn.Module, cfg: ModelConfig) -> None:
+    """LoRA adapters (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models": W + (alpha / r) B A,
+    B = 0 at the start, so the policy starts as the frozen backbone) on the modules matching `model.lora_targets`;
+    only the adapters train (with the heads), and only they travel between workers."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if cfg.hf_train_backbone:
+        raise ValueError(
+            "model.lora_rank adapts a frozen backbone; use it with model.hf_train_backbone=false."
+        )
+    config = LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_targets, lora_dropout=0.0
+    )
+    try:
+        inject_adapter_in_model(config, backbone)
+    except ValueError as err:  # peft: "Target modules ... not found in the base model"
+        raise ValueError(
+            f"model.lora_targets={cfg.lora_targets!r} matches no module of the backbone ({err}); "
+            "name its attention projections, e.g. '.*language_model.*\\.(q_proj|v_proj)'."
+        ) from None
+    for name, p in backbone.named_parameters():
+        p.requires_grad = "lora_" in name
+
+
 class HFVLAPolicy(VLAPolicy):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -70,6 +95,8 @@ class HFVLAPolicy(VLAPolicy):
             path, dtype=DTYPES[cfg.hf_dtype], local_files_only=True
         )
         self.backbone.requires_grad_(cfg.hf_train_backbone)
+        if cfg.lora_rank > 0:
+            add_lora(self.backbone, cfg)
         width = self.backbone.config.get_text_config().hidden_size
         self.state_proj = nn.Linear(cfg.state_dim, cfg.hidden)
         self.trunk = nn.Sequential(nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU())
@@ -100,7 +127,8 @@ class HFVLAPolicy(VLAPolicy):
 
     def features(self, obs: PolicyObs) -> torch.Tensor:
         inputs = self._inputs(obs)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.cfg.hf_train_backbone):
+        backbone_learns = self.cfg.hf_train_backbone or self.cfg.lora_rank > 0
+        with torch.set_grad_enabled(torch.is_grad_enabled() and backbone_learns):
             hidden = self.backbone.model(**inputs).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         token = hidden[rows, last_token_index(inputs["attention_mask"])].float()
