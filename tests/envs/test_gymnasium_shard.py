@@ -59,3 +59,22 @@ def test_discrete_action_env_is_rejected_with_the_reason():
     cfg.gymnasium.env_id = "CartPole-v1"
     with pytest.raises(ValueError, match="Box action space"):
         make_env_shard(cfg, seed=0)
+
+
+@needs_gym
+def test_rng_state_makes_a_resumed_shard_draw_the_same_layouts():
+    from verl_async_vla.envs import make_env_shard
+
+    cfg = EnvConfig(
+        name="gymnasium", num_workers=1, num_envs_per_worker=2, image_size=16, max_episode_steps=4
+    )
+    shard = make_env_shard(cfg, seed=3)
+    try:
+        shard.reset(np.arange(2))
+        state = shard.get_rng_state()
+        expected = shard.reset(np.arange(2)).state
+        shard.reset(np.arange(2))
+        shard.set_rng_state(state)
+        assert np.array_equal(shard.reset(np.arange(2)).state, expected)
+    finally:
+        shard.close()

@@ -83,3 +83,15 @@ def test_success_flag_comes_from_libero_own_goal_check(shard):
     res = shard.step(np.array([1]), noop)
     assert res.success.tolist() == [True] and res.terminated.tolist() == [True] and res.reward[0] == 1.0
     assert res.env_steps[0] < 8  # the chunk stops at the episode's end
+
+
+@needs_libero
+def test_rng_state_makes_a_resumed_shard_draw_the_same_init_states(shard):
+    shard.reset(np.arange(2))
+    state = shard.get_rng_state()  # a run checkpoint holds this (controller/checkpointing.py)
+    shard.reset(np.arange(2))
+    expected = shard.init_index.copy()
+    shard.reset(np.arange(2))  # move on, then restore
+    shard.set_rng_state(state)
+    shard.reset(np.arange(2))
+    assert shard.init_index.tolist() == expected.tolist()

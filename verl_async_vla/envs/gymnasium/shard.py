@@ -112,6 +112,13 @@ class GymnasiumShard(EnvShard):
             self._observe(np.asarray(env_ids), raw), reward, terminated, truncated, success, steps
         )
 
+    def get_rng_state(self) -> list[int]:
+        """Layouts come from seeds derived from (run seed, shard, env, episode number): the episode numbers."""
+        return [int(n) for n in self.episodes]
+
+    def set_rng_state(self, state: list[int]) -> None:
+        self.episodes[:] = state
+
     def close(self) -> None:
         for env in self.envs:
             env.close()

@@ -157,6 +157,14 @@ class LiberoShard(EnvShard):
             self._observe(np.asarray(env_ids), raw), reward, success.copy(), truncated, success, steps
         )
 
+    def get_rng_state(self) -> list[dict]:
+        """What draws each env's next training init state (the scene itself is seeded from its init state)."""
+        return [rng.bit_generator.state for rng in self.rngs]
+
+    def set_rng_state(self, state: list[dict]) -> None:
+        for rng, s in zip(self.rngs, state, strict=True):
+            rng.bit_generator.state = s
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
