@@ -69,8 +69,9 @@ def test_two_actor_ranks_train_the_same_weights_as_one(ray_session, small_cfg, t
     assert any(not torch.equal(start[n], one[n]) for n in one)  # the update did change the weights
 
 
-def test_an_async_run_with_two_actor_ranks_and_two_rollout_workers(ray_session, small_cfg):
-    trainer = dataclasses.replace(small_cfg.trainer, name="async_vla", total_env_steps=300, actor_workers=2,
+@pytest.mark.parametrize("name", ["async_vla", "sync"])
+def test_a_run_with_two_actor_ranks_and_two_rollout_workers(ray_session, small_cfg, name):
+    trainer = dataclasses.replace(small_cfg.trainer, name=name, total_env_steps=300, actor_workers=2,
                                   rollout_workers=2)  # fmt: skip
     controller = build_controller(dataclasses.replace(small_cfg, trainer=trainer))
     try:
