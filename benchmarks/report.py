@@ -322,6 +322,32 @@ def weight_sync(lines: list[str]) -> None:
     lines.append("")
 
 
+def fault_matrix(lines: list[str]) -> None:
+    res = _load("fault_matrix")
+    if not res:
+        return
+    lines += ["## Fault matrix: one fault per short run, both trainers (docs/reliability.md)", ""]
+    lines += _provenance(res)
+    lines += [
+        "Each row is a real run (2 env workers x 2 envs, tiny VLA, 600 env steps) with one injected fault. Ledger "
+        "columns are episodes, counted at the producers, the gate and the actor and reconciled by id; balanced: "
+        "produced = trained + dropped as stale + in flight (discarded-by-fault episodes are never produced).",
+        "",
+        "| fault | trainer | finished | what the run did | produced | trained | dropped stale | in flight | "
+        "discarded by fault | unaccounted | balanced |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["rows"]:
+        led = r["ledger"]
+        done = "yes" if r["finished"] else f"NO: {r['error']}"
+        lines.append(
+            f"| {r['fault']} | {r['trainer']} | {done} | {r['response']} | {led['episodes_produced']} | "
+            f"{led['episodes_trained']} | {led['episodes_dropped_stale']} | {led['episodes_in_flight']} | "
+            f"{led['episodes_discarded_fault']} | {led['episodes_unaccounted']} | {r.get('balanced')} |"
+        )
+    lines.append("")
+
+
 def _process_row(p: dict) -> str:
     change = "" if p["change"] is None else f"{100 * p['change']:+.1f} %"
     restarted = "yes (new pid)" if p["restarted"] else "no"
@@ -377,6 +403,7 @@ def main() -> None:
     libero_render(lines)
     emulated(lines)
     weight_sync(lines)
+    fault_matrix(lines)
     soak(lines)
     out = ROOT / "docs" / "benchmarks.md"
     out.write_text("\n".join(lines) + "\n")
