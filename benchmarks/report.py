@@ -380,6 +380,10 @@ def soak(lines: list[str]) -> None:
         f"{led.get('episodes_discarded_fault')} discarded by faults, {led.get('episodes_in_flight')} in flight at "
         f"the stop, {led.get('unaccounted')} unaccounted.",
         "",
+        f"Resident memory per process, {res.get('rss_start_after_min', 1):g} min into training (start) and at the "
+        "end; a restarted process is a new process (new pid), so its change is not a growth figure. Every "
+        "minute's sample is in the JSON (`rss_series_mb`).",
+        "",
         "| process | rss start MB | rss end MB | change | restarted |",
         "|---|---|---|---|---|",
         *[_process_row(p) for p in res["processes"]],

@@ -59,6 +59,13 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0, help="training time under faults")
     ap.add_argument("--every-s", type=float, default=60.0, help="one env fault per period")
     ap.add_argument("--kill-every-s", type=float, default=300.0, help="SIGKILL the rollout worker this often")
+    ap.add_argument(
+        "--warmup-min",
+        type=float,
+        default=5.0,
+        help="the 'start' memory is taken this far into training (allocator arenas and queues fill "
+        "during the first minutes: measured, the actor's memory levels off after ~2-3 min)",
+    )
     ap.add_argument("--out-dir", type=Path, default=None)
     args = ap.parse_args()
     out = args.out_dir or Path(tempfile.mkdtemp(prefix="soak_"))
@@ -78,14 +85,23 @@ def main() -> None:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     kills: list[dict] = []
     rss_start = None
+    series: list[dict] = []  # every minute: each process's memory, for the record (not only start and end)
+    next_sample = start_unix
     next_kill = start_unix + args.kill_every_s / 2
     while time.time() < end_unix and proc.poll() is None:
         time.sleep(1.0)
         table = read_table(run_dir)
         if table is None:
             continue
-        # start: a minute into training (the queues, caches and Ray's object store have reached their working size)
-        if rss_start is None and time.time() > start_unix + 60:
+        if time.time() >= next_sample:
+            next_sample += 60
+            series.append(
+                {
+                    "at_s": round(time.time() - start_unix),
+                    **{f"{r}/{k}": v["rss_mb"] for (r, k), v in rss_of(table).items()},
+                }
+            )
+        if rss_start is None and time.time() > start_unix + 60 * args.warmup_min:
             rss_start = rss_of(table)
             print(f"[soak] rss at start: { {f'{r}/{k}': v['rss_mb'] for (r, k), v in rss_start.items()} }",
                   flush=True)  # fmt: skip
@@ -145,6 +161,8 @@ def main() -> None:
         },
         "processes": processes,
         "rss_max_change_same_process": max((abs(p["change"]) for p in same_process), default=None),
+        "rss_start_after_min": args.warmup_min,
+        "rss_series_mb": series,
         "success_start": evals[0]["eval/success"] if evals else None,
         "success_end": evals[-1]["eval/success"] if evals else None,
         "success_curve": [(r["env_steps"], r["eval/success"]) for r in evals],

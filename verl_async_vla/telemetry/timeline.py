@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,19 +32,24 @@ class Span:
         return self.end - self.start
 
 
+MAX_SPANS = 100_000  # per recorder: a long run keeps its latest spans, not all of them (memory stays flat)
+
+
 class SpanRecorder:
-    """Cheap in-worker recorder (a list append per call); disabled recorders cost one branch."""
+    """Cheap in-worker recorder (an append per call); disabled recorders cost one branch. It keeps the newest
+    `MAX_SPANS` spans (an env lane of a day-long run would otherwise grow without bound): the timeline of a very
+    long run covers its latest part."""
 
     def __init__(self, stage: str, worker: str, enabled: bool = True):
         self.stage, self.worker, self.enabled = stage, worker, enabled
-        self.spans: list[Span] = []
+        self.spans: deque[Span] = deque(maxlen=MAX_SPANS)
 
     def record(self, start: float, batch: int = 0, version: int = -1, kind: str = "") -> None:
         if self.enabled:
             self.spans.append(Span(self.stage, self.worker, start, time.time(), batch, version, kind))
 
     def drain(self) -> list[Span]:
-        out, self.spans = self.spans, []
+        out, self.spans = list(self.spans), deque(maxlen=MAX_SPANS)
         return out
 
 
