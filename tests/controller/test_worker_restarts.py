@@ -97,7 +97,9 @@ def test_a_rollout_worker_process_killed_by_pid_is_restarted_and_rejoins(ray_ses
 
 def test_sync_resumes_from_its_checkpoint_when_an_env_process_dies(ray_session, small_cfg, tmp_path):
     # the lockstep barrier cannot go on without a shard: the run restarts from its latest run checkpoint
-    inject = FaultInjectionConfig(kind="die", env=2, after_steps=12, times=1, token=tmp_path.name)
+    inject = FaultInjectionConfig(
+        kind="die", env=2, after_steps=12, times=1, token=str(tmp_path).replace("/", "_")
+    )
     cfg = async_cfg(small_cfg, 300, inject)
     cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, name="sync", checkpoint_every=1))
     summary = train_with_restarts(cfg)

@@ -151,6 +151,13 @@ class Controller(ABC):
         self.checkpointer = RunCheckpointer(Path(self.cfg.run_dir), t.checkpoint_keep)
         if t.resume:
             self._resume()
+        inject = self.cfg.env.faults.inject
+        if (
+            inject.kind != "none" and not self.resumed
+        ):  # FAULT INJECTION ONLY: a new run counts its faults afresh
+            from verl_async_vla.envs.wrappers import forget_injected
+
+            forget_injected(inject.token)
         self.policy_version = self.workers.publish()
         self.write_process_table()
         self.evaluator = Evaluator(self.workers, t.eval_episodes)

@@ -81,7 +81,8 @@ class RunCheckpointer:
             "env_steps_executed": controller.env_steps_executed,
             "train_wall_s": controller.train_wall(),
             "driver": controller.driver_state(),
-            "rollout_rng": w.rollout.rng_state(),
+            # a rollout worker being restarted (async_vla rejoins it) has no state worth saving: None
+            "rollout_rng": [_or_none(h.rng_state.remote()) for h in w.rollout.handles],
             # async: every env lane runs its episode loop, and layouts depend on timing anyway
             "env_rng": w.env.rng_state() if controller.name == "sync" else None,
             # the lockstep producers' own episode counts, compared with the driver's ledger at the end
@@ -123,9 +124,8 @@ class RunCheckpointer:
             ray.get([h.load_state.remote(str(path), exact) for h in w.actor.handles])
         except ray.exceptions.RayTaskError as err:
             raise ValueError(f"{path}: the actor state cannot be loaded: {err.cause!r}") from err
-        ray.get(
-            [h.set_rng_state.remote(s) for h, s in zip(w.rollout.handles, state["rollout_rng"], strict=True)]
-        )
+        ray.get([h.set_rng_state.remote(s) for h, s in zip(w.rollout.handles, state["rollout_rng"], strict=True)
+                 if s is not None])  # fmt: skip
         if state["env_rng"] is not None:
             ray.get([h.set_rng_state.remote(s) for h, s in zip(w.env.handles, state["env_rng"], strict=True)])
         if state["env_counts"] is not None:
@@ -141,3 +141,11 @@ class RunCheckpointer:
         controller.wall_offset = state["train_wall_s"]
         controller.restore_driver_state(state["driver"])
         return state
+
+
+def _or_none(ref: ray.ObjectRef) -> Any:
+    """A worker's answer, or None if its process died (Ray is restarting it)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayActorError:
+        return None

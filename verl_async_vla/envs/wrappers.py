@@ -117,11 +117,12 @@ class _InjectionCounter:
             return False
 
 
-def forget_injected() -> None:
-    """Reset this process's injection counts (tests that build several injecting envs in one process)."""
+def forget_injected(token: str = "") -> None:
+    """Reset the injection counts under `token` (a new run starts counting afresh; a resumed one does not), or this
+    process's (tests that build several injecting envs in one process)."""
     import shutil
 
-    shutil.rmtree(_InjectionCounter().dir, ignore_errors=True)
+    shutil.rmtree(_InjectionCounter(token).dir, ignore_errors=True)
 
 
 class FaultInjectionShard(EnvShard):
