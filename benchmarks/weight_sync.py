@@ -1,8 +1,8 @@
 """Weight-plane benchmark: time to publish one policy version from the actor to the rollout workers, by transport
 (learning/weight_plane.py), for 10 M to 1 B parameters.
 
-    python benchmarks/weight_sync.py                          # 10M, 100M, 1B parameters, 2 rollout workers
-    python benchmarks/weight_sync.py --params 1e7 1e8 --rollouts 4
+    python benchmarks/weight_sync.py        # 10M and 100M parameters to 2 rollout workers, 1B to 1 (memory)
+    python benchmarks/weight_sync.py --params 1e7 1e8 --rollouts 4 4
 
 The workers are the plugin's own (one ActorWorker, R RolloutWorkers, real Ray processes); the model is the cost model
 (models/cost_model.py) carrying `2 x params` bytes of trainable payload, i.e. the parameters in bf16 as a VLA's would
@@ -83,14 +83,19 @@ def measure(params: float, rollouts: int, repeats: int, bucket_mb: float) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=float, nargs="+", default=[1e7, 1e8, 1e9])
-    ap.add_argument("--rollouts", type=int, default=2)
+    # one per size: at 1B (2 GB per copy) a second rollout worker's model and staging buffers do not fit 24 GB beside
+    # the actor's model, snapshot and object-store copy (measured: the node ran out of memory)
+    ap.add_argument("--rollouts", type=int, nargs="+", default=[2, 2, 1], help="rollout workers, per size")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bucket-mb", type=float, default=256.0)
     args = ap.parse_args()
-    init_ray(None, logical_cpus=args.rollouts + 4)
+    rollouts = (
+        args.rollouts if len(args.rollouts) == len(args.params) else [args.rollouts[0]] * len(args.params)
+    )
+    init_ray(None, logical_cpus=max(rollouts) + 4)
     rows = []
-    for params in args.params:
-        row = measure(params, args.rollouts, args.repeats, args.bucket_mb)
+    for params, n in zip(args.params, rollouts, strict=True):
+        row = measure(params, n, args.repeats, args.bucket_mb)
         print(row, flush=True)
         rows.append(row)
     ray.shutdown()
