@@ -61,8 +61,14 @@ def plan_buckets(weights: dict[str, torch.Tensor], bucket_bytes: int) -> BucketL
 
 
 def digest(weights: dict[str, torch.Tensor]) -> float:
-    """A fingerprint of a weights dict (checks that a rollout worker holds what the actor published)."""
-    return float(sum(t.double().sum().item() * (i + 1) for i, (_, t) in enumerate(sorted(weights.items()))))
+    """A fingerprint of a weights dict (checks that a rollout worker holds what the actor published); summed in
+    chunks, so a multi-GB tensor is never widened to float64 whole."""
+    total = 0.0
+    for i, (_, t) in enumerate(sorted(weights.items())):
+        flat = t.reshape(-1)
+        for start in range(0, flat.numel(), 1 << 22):
+            total += flat[start : start + (1 << 22)].double().sum().item() * (i + 1)
+    return total
 
 
 def free_address() -> tuple[str, int]:
