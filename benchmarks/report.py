@@ -307,9 +307,12 @@ def weight_sync(lines: list[str]) -> None:
         "Time from the start of a publication until every rollout worker has loaded it (medians), by transport: "
         "`object_store` (one `ray.put`, each worker reads it) and `collective` (a gloo broadcast group, in "
         f"{res['bucket_mb']:.0f} MB buckets, received into staging buffers while serving goes on). Stall: the "
-        "longest time a rollout worker stopped serving for it. One host: here the object store is shared memory.",
+        "longest time a rollout worker stopped serving for it. One host: here the object store is shared memory "
+        "(written once, read in place by every worker), the broadcast goes through gloo's TCP loopback, so this is "
+        "the object store's best case; across nodes the comparison is different and is not measured here.",
         "",
-        "| params (bf16) | bytes | rollout workers | object store s | collective s | collective / object store | "
+        "| params (bf16) | bytes | rollout workers | object store s | collective s | collective time / object store "
+        "time (> 1: collective slower) | "
         "stall s: object store | stall s: collective | host peak GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
