@@ -86,21 +86,26 @@ def test_bad_hf_config_names_the_fix(tmp_path, hf_dir):
         validate({"model": {"device": "tpu"}})
 
 
-@pytest.mark.slow
-def test_async_run_with_an_hf_backbone(ray_session, small_cfg, hf_dir):
-    """The real workers and controller, unchanged, train a Hugging Face backbone policy (from scratch heads)."""
+def _async_hf_run(small_cfg, hf_dir, **model):
+    """A short async run of the real workers and controller with an hf_vla policy (heads from scratch)."""
     from verl_async_vla.controller import build_controller
 
     cfg = dataclasses.replace(
         small_cfg,
-        model=dataclasses.replace(small_cfg.model, name="hf_vla", hf_path=hf_dir, init="scratch"),
+        model=dataclasses.replace(small_cfg.model, name="hf_vla", hf_path=hf_dir, init="scratch", **model),
         trainer=dataclasses.replace(small_cfg.trainer, name="async_vla", total_env_steps=80, eval_episodes=2),
     )
     controller = build_controller(cfg)
     try:
-        summary = controller.train()
+        return controller.train(), controller
     finally:
         controller.release_workers()
+
+
+@pytest.mark.slow
+def test_async_run_with_an_hf_backbone(ray_session, small_cfg, hf_dir):
+    """The real workers and controller, unchanged, train a Hugging Face backbone policy (from scratch heads)."""
+    summary, _ = _async_hf_run(small_cfg, hf_dir)
     assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
     ckpt = load_checkpoint(summary["checkpoint"])
     assert ckpt["model_cfg"]["name"] == "hf_vla"
@@ -158,20 +163,7 @@ def test_lora_adapts_the_frozen_backbone_and_ships_only_adapters_and_heads(hf_di
 
 @pytest.mark.slow
 def test_async_run_with_lora_publishes_only_adapters_and_heads(ray_session, small_cfg, hf_dir):
-    from verl_async_vla.controller import build_controller
-
-    cfg = dataclasses.replace(
-        small_cfg,
-        model=dataclasses.replace(
-            small_cfg.model, name="hf_vla", hf_path=hf_dir, init="scratch", lora_rank=8
-        ),
-        trainer=dataclasses.replace(small_cfg.trainer, name="async_vla", total_env_steps=80, eval_episodes=2),
-    )
-    controller = build_controller(cfg)
-    try:
-        summary = controller.train()
-    finally:
-        controller.release_workers()
+    summary, controller = _async_hf_run(small_cfg, hf_dir, lora_rank=8)
     assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
     ckpt = load_checkpoint(summary["checkpoint"])["weights"]
     backbone = [k for k in ckpt if k.startswith("backbone.")]
