@@ -31,7 +31,7 @@ from verl_async_vla.sampling.env_stream import MAX_INCARNATIONS, StreamPlane, ep
 log = logging.getLogger(__name__)
 
 REJOIN_TIMEOUT_S = 300.0  # a restarted process must be up by then (imports, simulators, model)
-GONE_AFTER_S = 20.0  # calls failing this long: the process is gone for good (no restarts left)
+GONE_AFTER_S = 20.0  # calls failing with ActorDiedError this long: gone for good (no restarts left)
 
 
 class WorkerLost(RuntimeError):
@@ -102,18 +102,25 @@ class WorkerRecovery:
 
     # ---- rejoining --------------------------------------------------------------------------------------
     def _wait_alive(self, handle: Any, what: str, probe: str) -> None:
-        """Calls to a restarting actor wait until its new process is up; once it is out of restarts they keep
-        failing (a call that was in flight when the process died fails too, so one failure proves nothing)."""
+        """Wait until the restarted process answers. While Ray restarts it, calls fail with ActorUnavailableError
+        (a new process imports torch, verl and builds its simulators: 2-5 s here, over 15 s on a loaded machine);
+        once it is out of restarts they fail with ActorDiedError, repeatedly (a call in flight when the process died
+        fails with it once, so one failure proves nothing)."""
         deadline = time.monotonic() + REJOIN_TIMEOUT_S
-        failing_since = None
+        died_since = None
         while True:
             try:
                 ray.get(getattr(handle, probe).remote(), timeout=max(1.0, deadline - time.monotonic()))
                 return
             except RayActorError as err:
                 now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > GONE_AFTER_S or now > deadline:
+                gone = isinstance(err, ray.exceptions.ActorDiedError)
+                died_since = (died_since or now) if gone else None
+                if now > deadline:
+                    raise WorkerLost(
+                        f"{what} did not come back within {REJOIN_TIMEOUT_S:.0f} s ({err!r})"
+                    ) from err
+                if died_since is not None and now - died_since > GONE_AFTER_S:
                     raise WorkerLost(
                         f"{what} died and was not restarted ({err.__class__.__name__}): it has used up "
                         f"trainer.worker_restarts={self.restarts}; raise it, or resume the run from its last "
