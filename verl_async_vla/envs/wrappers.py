@@ -105,11 +105,14 @@ class _InjectionCounter:
     def count(self, key: str) -> int:
         import os
 
+        if not os.path.isdir(self.dir):  # a new run clears it (controller set-up), after the envs were built
+            return 0
         return sum(1 for name in os.listdir(self.dir) if name.startswith(f"{key}."))
 
     def claim(self, name: str) -> bool:
         import os
 
+        os.makedirs(self.dir, exist_ok=True)
         try:
             os.close(os.open(os.path.join(self.dir, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             return True
