@@ -307,20 +307,22 @@ def weight_sync(lines: list[str]) -> None:
         "Time from the start of a publication until every rollout worker has loaded it (medians), by transport: "
         "`object_store` (one `ray.put`, each worker reads it) and `collective` (a gloo broadcast group, in "
         f"{res['bucket_mb']:.0f} MB buckets, received into staging buffers while serving goes on). Stall: the "
-        "longest time a rollout worker stopped serving for it. One host: here the object store is shared memory "
-        "(written once, read in place by every worker), the broadcast goes through gloo's TCP loopback, so this is "
-        "the object store's best case; across nodes the comparison is different and is not measured here.",
+        "longest time a rollout worker stopped serving for it. Nodes 1: actor and rollout workers on one Ray node, "
+        "where the object store is shared memory (written once, read in place by every worker): the object store's "
+        "best case. Nodes 2: the rollout workers on a second Ray node of this machine (its own raylet and object "
+        "store), so a version crosses between object stores by Ray's object transfer, as between the machines of a "
+        "cluster; both transports then cross the loopback interface, not a network card.",
         "",
-        "| params (bf16) | bytes | rollout workers | object store s | collective s | collective time / object store "
-        "time (> 1: collective slower) | "
-        "stall s: object store | stall s: collective | host peak GB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| nodes | params (bf16) | bytes | rollout workers | object store s | collective s | collective time / object "
+        "store time (< 1: collective faster) | stall s: object store | stall s: collective | host peak GB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         lines.append(
-            f"| {r['params'] / 1e6:,.0f} M | {r['bytes'] / 2**20:,.0f} MiB | {r['rollout_workers']} | "
-            f"{r['object_store_s']:.3f} | {r['collective_s']:.3f} | {r['collective_s'] / r['object_store_s']:.2f}x | "
-            f"{r['object_store_stall_s']:.3f} | {r['collective_stall_s']:.3f} | {r['host_peak_used_gb']} |"
+            f"| {r.get('nodes', 1)} | {r['params'] / 1e6:,.0f} M | {r['bytes'] / 2**20:,.0f} MiB | "
+            f"{r['rollout_workers']} | {r['object_store_s']:.3f} | {r['collective_s']:.3f} | "
+            f"{r['collective_s'] / r['object_store_s']:.2f}x | {r['object_store_stall_s']:.3f} | "
+            f"{r['collective_stall_s']:.3f} | {r['host_peak_used_gb']} |"
         )
     lines.append("")
 

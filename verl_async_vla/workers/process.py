@@ -17,6 +17,7 @@ def process_info(role: str, rank: int) -> dict:
         "role": role,
         "rank": rank,
         "pid": os.getpid(),
+        "node": ray.get_runtime_context().get_node_id(),
         "rss_mb": psutil.Process().memory_info().rss / 2**20,
     }
 
