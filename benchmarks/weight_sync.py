@@ -42,12 +42,12 @@ from verl_async_vla.workers import ActorWorker, RolloutWorker
 from verl_async_vla.workers.placement import WORKER_ENV, init_ray, release, spawn_group
 
 
-def start_cluster(nodes: int, rollouts: int) -> Callable[[], None]:
+def start_cluster(nodes: int, rollouts: int) -> tuple[Callable[[], None], Callable[[], None]]:
     """Ray with the actor on the head node and, with `nodes` = 2, the rollout workers on a second node (its own
-    raylet and object store). -> a function that adds the second node; call it after the actor is placed."""
+    raylet and object store). -> (add the second node: call it after the actor is placed, shut everything down)."""
     if nodes == 1:
         init_ray(None, logical_cpus=rollouts + 4)
-        return lambda: None
+        return (lambda: None), ray.shutdown
     from ray.cluster_utils import Cluster
 
     store = int(6 * 2**30)  # 1 B parameters in bf16 are 2 GB: a version and its transfer buffers fit
@@ -58,7 +58,11 @@ def start_cluster(nodes: int, rollouts: int) -> Callable[[], None]:
         cluster.add_node(num_cpus=rollouts, object_store_memory=store)
         cluster.wait_for_nodes()
 
-    return add_rollout_node
+    def shutdown() -> None:  # its raylets would outlive this script, and a later ray.init would join them
+        ray.shutdown()
+        cluster.shutdown()
+
+    return add_rollout_node, shutdown
 
 
 def measure(params: float, rollouts: int, repeats: int, bucket_mb: float, nodes: int = 1) -> dict:
@@ -67,7 +71,7 @@ def measure(params: float, rollouts: int, repeats: int, bucket_mb: float, nodes:
                     "trainer": {"rollout_workers": rollouts}, "run_dir": str(tmp / "run")})  # fmt: skip
     ckpt = str(start_checkpoint(cfg))
     model_cfg = dataclasses.asdict(cfg.model)
-    add_rollout_node = start_cluster(nodes, rollouts)
+    add_rollout_node, shutdown = start_cluster(nodes, rollouts)
     actor_wg = spawn_group(ActorWorker, 1, "bench_actor", model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo),
                            init_checkpoint=ckpt, seed=0)  # fmt: skip
     add_rollout_node()
@@ -109,7 +113,7 @@ def measure(params: float, rollouts: int, repeats: int, bucket_mb: float, nodes:
     finally:
         release(actor_wg)
         release(rollout_wg)
-        ray.shutdown()  # every size starts its own cluster (a second node is added after the actor is placed)
+        shutdown()  # every size starts its own cluster (a second node is added after the actor is placed)
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 

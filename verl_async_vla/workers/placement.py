@@ -22,9 +22,12 @@ from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, Ra
 from verl.single_controller.ray.base import create_colocated_worker_cls
 
 # Every worker process inherits these: one BLAS/OMP thread each, since all roles share 2 cores; DataProto pickled
-# as numpy (verl's own option): Ray then ships its tensors out of band instead of through torch.save.
+# as numpy (verl's own option): Ray then ships its tensors out of band instead of through torch.save. Two glibc malloc
+# arenas per process: a worker's buffers are allocated on Ray's receiving threads and freed on its trainer or server
+# thread, and with glibc's default (8 arenas per core) each thread's arena keeps its freed pages (measured in the
+# 30-minute soak: the actor's resident memory rose 13 % after 5 minutes with the default).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl",
-              "VERL_DATAPROTO_SERIALIZATION_METHOD": "numpy"}  # fmt: skip
+              "VERL_DATAPROTO_SERIALIZATION_METHOD": "numpy", "MALLOC_ARENA_MAX": "2"}  # fmt: skip
 
 
 # Workers are threaded Ray actors: in the async data plane an env worker receives answers (`deliver`) while its envs
