@@ -44,7 +44,9 @@ from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
-from verl_async_vla.workers.process import process_info
+from verl_async_vla.workers.process import process_info, return_free_memory
+
+TRIM_EVERY_UPDATES = 10  # freed allocator pages go back to the OS this often (workers/process.py: return_free_memory)
 
 
 class ActorWorker(Worker):
@@ -247,6 +249,8 @@ class ActorWorker(Worker):
                     sums[k] += v
                 steps += 1
         self.policy_version += 1
+        if self.policy_version % TRIM_EVERY_UPDATES == 0:
+            return_free_memory()
         self.trained_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
         metrics = {k: v / steps for k, v in sums.items()}
         metrics.update(
