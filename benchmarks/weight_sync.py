@@ -54,7 +54,8 @@ def start_cluster(nodes: int, rollouts: int) -> tuple[Callable[[], None], Callab
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store})
     ray.init(address=cluster.address, runtime_env={"env_vars": WORKER_ENV}, include_dashboard=False)
 
-    def add_rollout_node() -> None:  # the head's one CPU is the actor's: the rollout workers can only land here
+    # the head's one CPU is the actor's: the rollout workers can only land on the second node
+    def add_rollout_node() -> None:
         cluster.add_node(num_cpus=rollouts, object_store_memory=store)
         cluster.wait_for_nodes()
 

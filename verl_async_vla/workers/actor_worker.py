@@ -46,7 +46,8 @@ from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
 from verl_async_vla.workers.process import process_info, return_free_memory
 
-TRIM_EVERY_UPDATES = 10  # freed allocator pages go back to the OS this often (workers/process.py: return_free_memory)
+# freed allocator pages go back to the OS this often (workers/process.py: return_free_memory)
+TRIM_EVERY_UPDATES = 10
 
 
 class ActorWorker(Worker):
