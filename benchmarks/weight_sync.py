@@ -126,8 +126,14 @@ def main() -> None:
     ap.add_argument("--rollouts", type=int, nargs="+", default=[2, 2, 1], help="rollout workers, per size")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bucket-mb", type=float, default=256.0)
-    ap.add_argument("--nodes", type=int, nargs="+", default=[1, 2], choices=[1, 2],
-                    help="1: actor and rollout workers on one Ray node (shared object store); 2: on two nodes")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        choices=[1, 2],
+        help="1: actor and rollout workers on one Ray node (shared object store); 2: on two nodes",
+    )
     args = ap.parse_args()
     rollouts = (
         args.rollouts if len(args.rollouts) == len(args.params) else [args.rollouts[0]] * len(args.params)
