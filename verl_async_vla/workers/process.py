@@ -4,6 +4,9 @@ them something when some may be dead."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -12,19 +15,23 @@ import psutil
 import ray
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """glibc, looked up once per process (find_library runs ldconfig: not for the trainer's loop)."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return lib if hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def return_free_memory() -> bool:
     """Give the pages glibc's allocator holds free back to the OS (`malloc_trim(0)`). A long-running worker allocates
     batch-sized buffers on one thread and frees them on another; glibc keeps such freed pages in its heaps, so resident
     memory climbs for minutes and then stays at the high-water mark (measured in the 30-minute soak: the actor +13 %
-    between minute 5 and the end, levelling off after ~10 minutes). -> False where there is no glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):  # not glibc (macOS, musl)
-        return False
+    between minute 5 and the end, levelling off after ~10 minutes). -> False where there is no glibc (macOS, musl)."""
+    lib = _libc()
+    return bool(lib.malloc_trim(0)) if lib is not None else False
 
 
 def process_info(role: str, rank: int) -> dict:
