@@ -54,6 +54,14 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def actor_retained_mb(run_dir: Path) -> float | None:
+    """The actor's memory as it reports it after its latest update (`actor/rss_mb`, read after returning freed pages):
+    what it keeps between updates. A sample taken from outside lands at any point of an update and includes that
+    update's transient working set, so it swings with the batch; this one is read at the same point every time."""
+    rows = [r for r in metrics(run_dir) if r.get("actor/rss_mb") is not None]
+    return round(rows[-1]["actor/rss_mb"], 1) if rows else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0, help="training time under faults")
@@ -85,6 +93,7 @@ def main() -> None:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     kills: list[dict] = []
     rss_start = None
+    retained_start = None
     series: list[dict] = []  # every minute: each process's memory, for the record (not only start and end)
     next_sample = start_unix
     next_kill = start_unix + args.kill_every_s / 2
@@ -99,10 +108,12 @@ def main() -> None:
                 {
                     "at_s": round(time.time() - start_unix),
                     **{f"{r}/{k}": v["rss_mb"] for (r, k), v in rss_of(table).items()},
+                    "actor_retained": actor_retained_mb(run_dir),
                 }
             )
         if rss_start is None and time.time() > start_unix + 60 * args.warmup_min:
             rss_start = rss_of(table)
+            retained_start = actor_retained_mb(run_dir)
             print(f"[soak] rss at start: { {f'{r}/{k}': v['rss_mb'] for (r, k), v in rss_start.items()} }",
                   flush=True)  # fmt: skip
         if time.time() >= next_kill:
@@ -115,6 +126,7 @@ def main() -> None:
             psutil.Process(pid).send_signal(signal.SIGKILL)
     table = read_table(run_dir)
     rss_end = rss_of(table) if table else {}
+    retained_end = actor_retained_mb(run_dir)
     finished_in_time = proc.poll() is None  # still running at the end: nothing killed it
     if finished_in_time:
         print("[soak] time is up: SIGTERM (graceful stop)", flush=True)
@@ -162,6 +174,14 @@ def main() -> None:
         "processes": processes,
         "rss_max_change_same_process": max((abs(p["change"]) for p in same_process), default=None),
         "rss_start_after_min": args.warmup_min,
+        "actor_retained_mb": {
+            "what": "actor/rss_mb: the actor's resident memory read by itself right after each update and trim",
+            "start": retained_start,
+            "end": retained_end,
+            "change": round(retained_end / retained_start - 1, 3)
+            if retained_start and retained_end
+            else None,
+        },
         "rss_series_mb": series,
         "success_start": evals[0]["eval/success"] if evals else None,
         "success_end": evals[-1]["eval/success"] if evals else None,
@@ -172,7 +192,7 @@ def main() -> None:
     }
     write_result("soak", {**payload, "commit": summary.get("commit", "not recorded")})
     print(json.dumps({k: payload[k] for k in ("finished", "faults_injected", "success_start", "success_end",
-                                              "rss_max_change_same_process")}))  # fmt: skip
+                                              "rss_max_change_same_process", "actor_retained_mb")}))  # fmt: skip
     if not finished:
         sys.exit(1)
 

@@ -34,13 +34,17 @@ def return_free_memory() -> bool:
     return bool(lib.malloc_trim(0)) if lib is not None else False
 
 
+def resident_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
 def process_info(role: str, rank: int) -> dict:
     return {
         "role": role,
         "rank": rank,
         "pid": os.getpid(),
         "node": ray.get_runtime_context().get_node_id(),
-        "rss_mb": psutil.Process().memory_info().rss / 2**20,
+        "rss_mb": resident_mb(),
     }
 
 
