@@ -199,6 +199,19 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
                 f"| {w['name']} | {t} | {b.get('env', 0):.0%} | {b.get('rollout', 0):.0%} | {b.get('actor', 0):.0%} | "
                 f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |"
             )
+    variants = sorted({k[: -len("_over_bound")] for w in res["workloads"] for k in w
+                       if k.endswith("_over_bound") and k != "async_over_bound"})  # fmt: skip
+    if variants:
+        lines += ["", "Non-default async settings measured in the same run (`--variants`; not the headline figures):", "",
+                  "| workload | variant | env steps/s | ideal bound | / best sync | / bound | lag mean | lag max |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for w in res["workloads"]:
+            for v in variants:
+                if f"{v}_over_bound" in w:
+                    lag = w.get(f"{v}_lag", {})
+                    lines.append(f"| {w['name']} | {v} | {w[f'{v}_env_steps_per_s']:.0f} | "
+                                 f"{w[f'{v}_ideal_bound_env_steps_per_s']:.0f} | {w[f'{v}_over_sync']:.2f}x | "
+                                 f"{w[f'{v}_over_bound']:.0%} | {lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |")  # fmt: skip
     parts = ("outbox", "to_rollout", "batching", "inference", "to_env", "wake")
     with_sched = [w for w in res["workloads"] if "decision_inference_ms" in w.get("scheduler", {})]
     if with_sched:
