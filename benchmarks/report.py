@@ -407,6 +407,15 @@ def soak(lines: list[str]) -> None:
         *[_process_row(p) for p in res["processes"]],
         "",
     ]
+    kept = res.get("actor_retained_mb")
+    if kept and kept.get("change") is not None:
+        lines += [
+            f"The actor's own reading after each update (`actor/rss_mb`, read right after it returns freed pages to "
+            f"the OS, so at the same point of every update; a sample from outside lands anywhere inside an update and "
+            f"includes that update's working set): **{kept['start']:.0f} MB** at the start, **{kept['end']:.0f} MB** "
+            f"at the end, **{kept['change']:+.1%}**.",
+            "",
+        ]
 
 
 def main() -> None:
