@@ -40,6 +40,9 @@ from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
 INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
 MAX_INCARNATIONS = 1 << INCARNATION_BITS
+# start credits an env worker keeps in hand beyond what its lanes wait for. Like an open episode's credit it is
+# counted as granted by the gate (the lag bound is unchanged); a dead worker's spare goes back with its others.
+CREDIT_SPARE = 1
 
 
 def episode_id_prefix(rank: int, incarnation: int) -> int:
@@ -94,7 +97,8 @@ class EnvStream:
             ("decisions", "outbox_s", "to_rollout_s", "batching_s", "inference_s", "to_env_s", "wake_s"), 0.0
         )
         self.finished: list[Episode] = []
-        self.credits = 0
+        self.credits = 0  # start credits held here, not yet used by a lane
+        self.start_waits = {"episodes": 0, "wait_s": 0.0}  # lanes waiting for a start credit before a reset
         self.credit_waiters = 0
         self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
         # Episodes the actor cannot see yet, by their oldest decision's version: open ones (set when the first
@@ -210,15 +214,19 @@ class EnvStream:
 
     def _acquire_credit(self) -> bool:
         """A new episode may start only with a credit from the staleness gate (pause mode bounds the lag)."""
+        t0 = time.monotonic()
         with self.cond:
             self.credit_waiters += 1
             self.cond.notify_all()
             while self.credits == 0 and not self.stopping.is_set():
                 self.cond.wait(0.1)
             self.credit_waiters -= 1
+            self.start_waits["episodes"] += 1
+            self.start_waits["wait_s"] += time.monotonic() - t0
             if self.stopping.is_set():
                 return False
             self.credits -= 1
+            self.cond.notify_all()  # the spare was used: the credits thread fetches the next one meanwhile
             return True
 
     def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int] | None:
@@ -336,12 +344,15 @@ class EnvStream:
             self.pushes = [(r, ids) for r, ids in self.pushes if r not in done]
 
     def _take_credits(self) -> None:
-        """Ask the gate for as many credits as lanes wait for; the gate answers when it can grant some."""
+        """Ask the gate for as many credits as lanes wait for, plus `CREDIT_SPARE` kept in hand: an env whose
+        episode ends starts its reset at once instead of after a round trip to the gate (measured on the longtail
+        workload, 2 cores: 40 ms between an episode's last step and the next reset, against 18 ms between two steps
+        of an episode). The gate answers when it can grant some."""
         while not self.stopping.is_set():
             with self.cond:
-                while (self.credit_waiters <= self.credits) and not self.stopping.is_set():
+                while (self.credit_waiters + CREDIT_SPARE <= self.credits) and not self.stopping.is_set():
                     self.cond.wait(0.1)
-                want = self.credit_waiters - self.credits
+                want = self.credit_waiters + CREDIT_SPARE - self.credits
             if want <= 0:
                 continue
             granted = ray.get(self.plane.gate.acquire.remote(want, worker=self.worker_key))
@@ -424,6 +435,7 @@ class EnvStream:
             "abandoned_open": self.abandoned_open,
             "discarded": list(self.discarded),
             "credits_unused": self.credits,
+            "start_waits": dict(self.start_waits),
             "ignored_answers": self.ignored_answers,
             "latency": dict(self.latency),
         }
