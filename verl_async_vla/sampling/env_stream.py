@@ -221,10 +221,10 @@ class EnvStream:
             while self.credits == 0 and not self.stopping.is_set():
                 self.cond.wait(0.1)
             self.credit_waiters -= 1
-            self.start_waits["episodes"] += 1
-            self.start_waits["wait_s"] += time.monotonic() - t0
             if self.stopping.is_set():
                 return False
+            self.start_waits["episodes"] += 1  # only waits that led to an episode: a stop is not a start
+            self.start_waits["wait_s"] += time.monotonic() - t0
             self.credits -= 1
             self.cond.notify_all()  # the spare was used: the credits thread fetches the next one meanwhile
             return True
@@ -346,8 +346,8 @@ class EnvStream:
     def _take_credits(self) -> None:
         """Ask the gate for as many credits as lanes wait for, plus `CREDIT_SPARE` kept in hand: an env whose
         episode ends starts its reset at once instead of after a round trip to the gate (measured on the longtail
-        workload, 2 cores: 40 ms between an episode's last step and the next reset, against 18 ms between two steps
-        of an episode). The gate answers when it can grant some."""
+        workload, 2 cores: median 9-10 ms between an episode's last step and the next reset without it, 0.2 ms
+        with it). The gate answers when it can grant some."""
         while not self.stopping.is_set():
             with self.cond:
                 while (self.credit_waiters + CREDIT_SPARE <= self.credits) and not self.stopping.is_set():
