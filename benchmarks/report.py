@@ -218,17 +218,19 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
         lines += ["", "Where an async decision's round trip goes (ms, mean over decisions: env outbox -> Ray call to the",
                   "rollout worker -> waiting for a batch -> inference -> Ray call back -> the env's thread resumes),",
                   "the mean inference batch, the driver's CPU time per env step, and how long an env waited for a",
-                  "start credit before each reset (mean over episodes; '-': not recorded then):", "",
+                  "start credit before each reset (mean over episodes) and the share of episodes that found one in",
+                  "hand ('-': not recorded then):", "",
                   "| workload | " + " | ".join(parts) + " | total | mean batch | driver CPU us / env step | "
-                  "start wait ms / episode |",
-                  "|---|" + "---|" * (len(parts) + 4)]  # fmt: skip
+                  "start wait ms / episode | credit in hand |",
+                  "|---|" + "---|" * (len(parts) + 5)]  # fmt: skip
         for w in with_sched:
             sch = w["scheduler"]
             ms = [sch[f"decision_{p}_ms"] for p in parts]
-            start = sch.get("episode_start_wait_ms")
+            start, in_hand = sch.get("episode_start_wait_ms"), sch.get("episode_starts_credit_in_hand")
             lines.append(f"| {w['name']} | " + " | ".join(f"{m:.1f}" for m in ms) + f" | {sum(ms):.1f} | "
                          f"{sch['infer_batch_mean']:.1f} | {w.get('async_vla_driver_cpu_us_per_env_step', 0):.0f} | "
-                         f"{'-' if start is None else f'{start:.1f}'} |")  # fmt: skip
+                         f"{'-' if start is None else f'{start:.1f}'} | "
+                         f"{'-' if in_hand is None else f'{in_hand:.0%}'} |")  # fmt: skip
     prefix, workload = ("timeline_libero", "libero_spatial") if libero else ("timeline", "longtail")
     lines += ["", f"Stage timelines (first 10 s of training, `{workload}`):", "",
               f"![sync timeline]({prefix}_sync.png)", "", f"![async timeline]({prefix}_async.png)", ""]  # fmt: skip

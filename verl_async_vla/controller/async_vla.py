@@ -127,13 +127,13 @@ class AsyncVLAController(Controller):
         n = max(sum(p["latency"]["decisions"] for p in self.producers), 1)
         round_trip = {f"decision_{k[:-2]}_ms": 1000.0 * sum(p["latency"][k] for p in self.producers) / n
                       for k in self.producers[0]["latency"] if k.endswith("_s")}  # fmt: skip
-        starts = [p.get("start_waits", {"episodes": 0, "wait_s": 0.0}) for p in self.producers]
+        starts = [p["start_waits"] for p in self.producers]
+        episodes = max(sum(w["episodes"] for w in starts), 1)
         return {
             **round_trip,
             # before a reset: waiting for a start credit (the gate paused producers, or a refill of the spare)
-            "episode_start_wait_ms": 1000.0
-            * sum(w["wait_s"] for w in starts)
-            / max(sum(w["episodes"] for w in starts), 1),
+            "episode_start_wait_ms": 1000.0 * sum(w["wait_s"] for w in starts) / episodes,
+            "episode_starts_credit_in_hand": sum(w["in_hand"] for w in starts) / episodes,
             "infer_batch_mean": rows / batches,
             "infer_queue_wait_ms": 1000.0 * sum(s["queue_wait_s"] for s in self.serving) / batches,
             "requests": rows,

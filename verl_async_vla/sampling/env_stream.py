@@ -34,15 +34,13 @@ import ray
 
 from verl_async_vla.sampling.env_faults import EnvFault, StaleLane
 from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.start_credits import StartCredits
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
 INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
 MAX_INCARNATIONS = 1 << INCARNATION_BITS
-# start credits an env worker keeps in hand beyond what its lanes wait for. Like an open episode's credit it is
-# counted as granted by the gate (the lag bound is unchanged); a dead worker's spare goes back with its others.
-CREDIT_SPARE = 1
 
 
 def episode_id_prefix(rank: int, incarnation: int) -> int:
@@ -97,9 +95,8 @@ class EnvStream:
             ("decisions", "outbox_s", "to_rollout_s", "batching_s", "inference_s", "to_env_s", "wake_s"), 0.0
         )
         self.finished: list[Episode] = []
-        self.credits = 0  # start credits held here, not yet used by a lane
-        self.start_waits = {"episodes": 0, "wait_s": 0.0}  # lanes waiting for a start credit before a reset
-        self.credit_waiters = 0
+        self.credits = StartCredits(lambda want: ray.get(plane.gate.acquire.remote(want, worker=self.worker_key)),
+                                    self.stopping)  # fmt: skip
         self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
         # Episodes the actor cannot see yet, by their oldest decision's version: open ones (set when the first
         # answer is delivered, before the lane even wakes) and finished ones whose push has not reached the actor.
@@ -118,7 +115,7 @@ class EnvStream:
         self.threads = [
             threading.Thread(target=self._send_requests, name=f"env{rank}-requests", daemon=True),
             threading.Thread(target=self._send_episodes, name=f"env{rank}-episodes", daemon=True),
-            threading.Thread(target=self._take_credits, name=f"env{rank}-credits", daemon=True),
+            threading.Thread(target=self.credits.run, name=f"env{rank}-credits", daemon=True),
         ]
         for t in self.threads:
             t.start()
@@ -134,7 +131,7 @@ class EnvStream:
             if alive is not None and not alive.result():
                 return
             while not self.stopping.is_set():
-                if not self._acquire_credit():
+                if not self.credits.acquire():
                     return
                 try:
                     if not self._play_episode(env):
@@ -211,23 +208,6 @@ class EnvStream:
         self.loops[env] = (
             alive if self.stopping.is_set() else self.lanes.submit(env, self._episode_loop, env, alive)
         )
-
-    def _acquire_credit(self) -> bool:
-        """A new episode may start only with a credit from the staleness gate (pause mode bounds the lag)."""
-        t0 = time.monotonic()
-        with self.cond:
-            self.credit_waiters += 1
-            self.cond.notify_all()
-            while self.credits == 0 and not self.stopping.is_set():
-                self.cond.wait(0.1)
-            self.credit_waiters -= 1
-            if self.stopping.is_set():
-                return False
-            self.start_waits["episodes"] += 1  # only waits that led to an episode: a stop is not a start
-            self.start_waits["wait_s"] += time.monotonic() - t0
-            self.credits -= 1
-            self.cond.notify_all()  # the spare was used: the credits thread fetches the next one meanwhile
-            return True
 
     def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int] | None:
         slot = self.slots[env]
@@ -343,23 +323,6 @@ class EnvStream:
                         self.unconfirmed.pop(eid, None)
             self.pushes = [(r, ids) for r, ids in self.pushes if r not in done]
 
-    def _take_credits(self) -> None:
-        """Ask the gate for as many credits as lanes wait for, plus `CREDIT_SPARE` kept in hand: an env whose
-        episode ends starts its reset at once instead of after a round trip to the gate (measured on the longtail
-        workload, 2 cores: median 9-10 ms between an episode's last step and the next reset without it, 0.2 ms
-        with it). The gate answers when it can grant some."""
-        while not self.stopping.is_set():
-            with self.cond:
-                while (self.credit_waiters + CREDIT_SPARE <= self.credits) and not self.stopping.is_set():
-                    self.cond.wait(0.1)
-                want = self.credit_waiters + CREDIT_SPARE - self.credits
-            if want <= 0:
-                continue
-            granted = ray.get(self.plane.gate.acquire.remote(want, worker=self.worker_key))
-            with self.cond:
-                self.credits += granted
-                self.cond.notify_all()
-
     def resend(self, rollout: int) -> int:
         """Rollout worker `rollout` was lost (controller/recovery.py): the requests it had not answered go out again,
         under the same request ids, to whichever rollout worker is least loaded. -> how many."""
@@ -434,8 +397,8 @@ class EnvStream:
             "finished_env_steps": self.finished_env_steps,
             "abandoned_open": self.abandoned_open,
             "discarded": list(self.discarded),
-            "credits_unused": self.credits,
-            "start_waits": dict(self.start_waits),
+            "credits_unused": self.credits.stats()["unused"],
+            "start_waits": self.credits.stats(),
             "ignored_answers": self.ignored_answers,
             "latency": dict(self.latency),
         }
