@@ -40,15 +40,16 @@ def task_card(lines: list[str]) -> None:
 
 
 def _run_table(lines: list[str], rows: list[dict]) -> None:
-    lines += ["| variant | seed | success start | success final | mean success over evals | env steps | env steps/s | wall min | updates | lag (versions) | stale-dropped |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["| variant | seed | success start | success final | mean success over evals | env steps | env steps/s | wall min | updates | lag (versions) | stale-dropped | run date, commit |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         auc = f"{r['success_auc']:.3f}" if r.get("success_auc") is not None else ""
         lag = f"{r['lag_mean']:.2f}" if r.get("lag_mean") is not None else ""
         lines.append(
             f"| {r.get('variant', r.get('trainer'))} | {r['seed']} | {r['success_start']:.3f} | {r['success_final']:.3f} | "
             f"{auc} | {r['env_steps']} | {r['env_steps_per_s']:.0f} | {r['wall_minutes']:.2f} | "
-            f"{r.get('policy_updates', '')} | {lag} | {r.get('ledger', {}).get('episodes_dropped_stale', '')} |"
+            f"{r.get('policy_updates', '')} | {lag} | {r.get('ledger', {}).get('episodes_dropped_stale', '')} | "
+            f"{r.get('date', '')[:10]}, {r.get('commit', '')[:7]} |"
         )
     lines.append("")
 
@@ -78,6 +79,12 @@ def learning(lines: list[str]) -> None:
         "",
     ]
     _run_table(lines, rows)
+    days = sorted({r["date"][:10] for r in rows if "date" in r})
+    # this machine's speed has varied 3-4x between days: speeds of different days don't compare
+    if len(days) > 1:
+        lines += [f"Runs from {len(days)} days ({', '.join(days)}): success compares at equal env steps, but env",
+                  "steps/s compares only between runs of one day (this machine's speed varied 3-4x between days);",
+                  "sync and async speed in the same run: the throughput section.", ""]  # fmt: skip
     lines += [
         "| variant | seeds | success final (mean ± sd) | env steps/s (mean ± sd) |",
         "|---|---|---|---|",
