@@ -99,6 +99,23 @@ def now() -> str:
 RUN_COMMIT, RUN_DATE = git_commit(), now()
 
 
+def reusable_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A finished run in `run_dir` made by this same code, to resume a benchmark without repeating it; a run of
+    another commit (an old --out-dir) is run again rather than mixed into today's figures."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    if summary.get("commit") != RUN_COMMIT:
+        print(
+            f"  not reusing {run_dir}: made by commit {summary.get('commit')}, this is {RUN_COMMIT}",
+            flush=True,
+        )
+        return None
+    print(f"  reusing finished run {run_dir}", flush=True)
+    return summary
+
+
 def run_provenance(summaries: list[dict[str, Any]]) -> dict[str, str]:
     """Commit and date of the runs themselves (a resumed benchmark reuses runs made earlier)."""
     commits = sorted({s.get("commit", "not recorded") for s in summaries})

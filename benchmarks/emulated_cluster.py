@@ -23,7 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import ROOT, run_main, run_provenance, write_result
+from common import ROOT, reusable_summary, run_main, run_provenance, write_result
 
 SHARDS = 8
 TRAINERS = {
@@ -115,9 +115,8 @@ def main() -> None:
         summaries = []
         for trainer, trainer_overrides in TRAINERS.items():
             run_dir = out / f"g{gpus}_{trainer}"
-            if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
-                s = json.loads((run_dir / "summary.json").read_text())
-            else:
+            s = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
+            if s is None:
                 s = run_main([*trainer_overrides, *overrides(gpus, args.envs_per_gpu, args.profile, args.rounds,
                                                               args.payload)],
                              run_dir, out / f"g{gpus}_{trainer}.log")  # fmt: skip

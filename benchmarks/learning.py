@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, ROOT, curve, run_main, run_provenance, write_result
+from common import RESULTS, ROOT, curve, reusable_summary, run_main, run_provenance, write_result
 
 # name -> (hydra overrides, env-step budget). The main pair runs the README's main job budget.
 MAIN = {
@@ -63,12 +63,15 @@ def plot_main(runs: list[dict], path: Path) -> None:
         group = [r for r in runs if r["variant"] == variant]
         for i, r in enumerate(group):
             steps, success, wall_s = zip(*r["eval_curve"], strict=True)
-            label = variant if i == 0 else None
+            label = f"{variant} ({r['date'][:10]})" if i == 0 else None
             kw = {"color": COLOURS.get(variant), "alpha": 0.8, "label": label, "marker": "."}
             axes[0].plot(steps, success, **kw)
             axes[1].plot([w / 60 for w in wall_s], success, **kw)
     axes[0].set_xlabel("env steps")
     axes[1].set_xlabel("wall minutes (training, evaluation time excluded)")
+    days = {r["date"][:10] for r in runs if "date" in r}
+    if len(days) > 1:  # this machine's speed varied 3-4x between days
+        axes[1].set_title("runs of different days: wall time does not compare across them", fontsize=9)
     for ax in axes:
         ax.set_ylabel("greedy success, held-out layouts")
         ax.set_ylim(0, 1)
@@ -128,10 +131,8 @@ def run_row(variant: str, seed: int, out: Path, budget_override: int | None) -> 
     run_dir = out / f"{variant}_seed{seed}"
     overrides, budget = VARIANTS[variant]
     budget = budget_override or budget
-    if (run_dir / "summary.json").is_file():  # resume: a finished run is not repeated
-        print(f"  reusing finished run {run_dir}", flush=True)
-        summary = json.loads((run_dir / "summary.json").read_text())
-    else:
+    summary = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
+    if summary is None:
         summary = run_main(
             [*overrides, f"seed={seed}", *([f"trainer.total_env_steps={budget}"] if budget else [])],
             run_dir,

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, ROOT, run_main, run_provenance, write_result
+from common import RESULTS, ROOT, reusable_summary, run_main, run_provenance, write_result
 
 # 16 envs in every workload, as in the reference profile; the layout (shards x envs per shard) is part of it,
 # because a reset inside a shard call holds up that shard's other envs.
@@ -90,11 +90,8 @@ def main() -> None:
         summaries = []
         for trainer, overrides in {**TRAINERS, **{v: VARIANTS[v] for v in args.variants}}.items():
             run_dir = out / f"{workload}_{trainer}"
-            if (
-                run_dir / "summary.json"
-            ).is_file():  # resume: a finished run is not repeated (same date and commit)
-                s = json.loads((run_dir / "summary.json").read_text())
-            else:
+            s = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
+            if s is None:
                 s = run_main(
                     [*overrides, *COMMON, *WORKLOADS[workload], f"seed={args.seed}",
                      f"trainer.total_env_steps={args.env_steps}"],
