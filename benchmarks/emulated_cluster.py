@@ -30,10 +30,7 @@ TRAINERS = {
     "sync_k1": ["trainer=sync", "trainer.pipeline_stages=1"],
     "sync_k2": ["trainer=sync", "trainer.pipeline_stages=2"],
     "sync_k4": ["trainer=sync", "trainer.pipeline_stages=4"],
-    # S = 1, not the default 2: producers may run (S + 1) x B + E episodes ahead, and at 32 emulated GPUs with
-    # realistic payloads S = 1 already used 17.6 GB of this 24 GB machine; it also keeps the figures comparable
-    # with the runs made before the default changed (2026-12-01)
-    "async_vla": ["trainer=async_vla", "trainer.max_staleness=1"],
+    "async_vla": ["trainer=async_vla"],
 }
 # What crosses the wire, per observation / decision / policy version.
 PAYLOADS = {

@@ -28,7 +28,7 @@ MAIN = {
     "async_vla": (["trainer=async_vla"], None),
 }
 # The ablation differs only in the correction, under a large staleness bound (producers run up to 8 versions
-# ahead), at a shorter budget; async_stale1_tis (S = 1, the default until 2026-12-01) is the low-lag reference.
+# ahead), at a shorter budget; async_stale1_tis is the default async run at the same budget, the low-lag reference.
 ABLATION_BUDGET = 120_000
 MODES = ("none", "behaviour_ppo", "tis", "decoupled_ppo", "vtrace")
 

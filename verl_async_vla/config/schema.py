@@ -195,7 +195,7 @@ class TrainerConfig:
     # how each version reaches the rollout workers (learning/weight_plane.py): object_store | collective
     weight_sync: str = "object_store"
     weight_bucket_mb: float = 256.0  # collective: tensors are broadcast in flat buckets of this size
-    max_staleness: int = 2  # versions (async only)
+    max_staleness: int = 1  # versions
     stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance
 
