@@ -192,22 +192,33 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
         "The ceiling is the most any scheduler could gain over the best sync here: no trainer runs faster than its",
         "slowest stage's capacity (the ideal bound).",
     ]
-    lines += ["", "Per-stage busy fraction (1 - idle) and policy lag (versions):", ""]
+    lines += ["", "Per-stage busy fraction (1 - idle), policy lag (versions), the actor's capacity in that run (env steps",
+              "trained per second of its busy time), and the whole machine's CPU over the training window: busy cores",
+              "of all cores, and the CPU ceiling (env steps/s if every core were busy at the run's CPU cost per env",
+              "step; telemetry/host_cpu.py). On a few shared cores the stages take CPU from each other, so a stage's",
+              "capacity drops when the others run beside it; a run near its CPU ceiling is machine-bound ('-': not",
+              "recorded then):", ""]  # fmt: skip
     lines += [
-        "| workload | trainer | env | rollout | actor | lag mean | lag max |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | trainer | env | rollout | actor | lag mean | lag max | actor capacity | busy cores | "
+        "CPU ceiling | env steps/s / CPU ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    variants = sorted({k[: -len("_over_bound")] for w in res["workloads"] for k in w
+                       if k.endswith("_over_bound") and k != "async_over_bound"})  # fmt: skip
     for w in res["workloads"]:
-        for t in ("sync_k1", "sync_k2", "sync_k4", "async_vla"):
+        for t in ("sync_k1", "sync_k2", "sync_k4", "async_vla", *variants):
             if f"{t}_busy" not in w:
                 continue
             b, lag = w[f"{t}_busy"], w.get(f"{t}_lag", {})
+            actor = w.get(f"{t}_stage_capacity_env_steps_per_s", {}).get("actor")
+            cpu = w.get(f"{t}_host_cpu")
+            host = (f"{cpu['busy_cores']:.2f} of {cpu['cores']:.0f} | {cpu['cpu_ceiling_env_steps_per_s']:.0f} | "
+                    f"{w[f'{t}_env_steps_per_s'] / cpu['cpu_ceiling_env_steps_per_s']:.0%}") if cpu else "- | - | -"  # fmt: skip
             lines.append(
                 f"| {w['name']} | {t} | {b.get('env', 0):.0%} | {b.get('rollout', 0):.0%} | {b.get('actor', 0):.0%} | "
-                f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |"
+                f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} | {'-' if actor is None else f'{actor:.0f}'} | "
+                f"{host} |"
             )
-    variants = sorted({k[: -len("_over_bound")] for w in res["workloads"] for k in w
-                       if k.endswith("_over_bound") and k != "async_over_bound"})  # fmt: skip
     if variants:
         lines += ["", "Non-default async settings measured in the same run (`--variants`; not the headline figures):", "",
                   "| workload | variant | env steps/s | ideal bound | / best sync | / bound | lag mean | lag max |",

@@ -112,6 +112,10 @@ def main() -> None:
             row[f"{trainer}_driver_cpu_us_per_env_step"] = round(
                 s.get("driver_cpu_us_per_env_step", float("nan")), 1
             )
+            # the whole machine's CPU over the training window (telemetry/host_cpu.py): on a few shared cores a
+            # run near its CPU ceiling is machine-bound, whatever its stage bound says
+            if s.get("host_cpu"):
+                row[f"{trainer}_host_cpu"] = {k: round(v, 3) for k, v in s["host_cpu"].items()}
             if trainer == "async_vla":
                 row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
             if workload in ("longtail", "libero_spatial") and trainer in ("sync_k1", "async_vla"):

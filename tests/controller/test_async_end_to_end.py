@@ -42,6 +42,7 @@ def test_async_run_keeps_the_staleness_bound_and_the_ledger(ray_session, small_c
     if stale_policy == "pause":
         assert ledger["episodes_dropped_stale"] == 0
     assert 1 <= summary["scheduler"]["infer_batch_mean"] <= 3
+    assert summary["host_cpu"]["busy_cores"] > 0  # the machine's CPU over the training window (Linux)
     lags = [r["lag/max"] for r in controller.run_log.history if "lag/max" in r]
     assert lags and max(lags) <= bound  # no trained sample is older than the bound, in versions
 

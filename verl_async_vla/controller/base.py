@@ -24,6 +24,7 @@ from verl_async_vla.controller.checkpointing import RunCheckpointer
 from verl_async_vla.controller.evaluation import Evaluator
 from verl_async_vla.controller.workers import WorkerSet, spawn_workers
 from verl_async_vla.sampling.trajectory import Episode
+from verl_async_vla.telemetry import host_cpu
 from verl_async_vla.telemetry.run_log import RunLog, source_commit
 from verl_async_vla.telemetry.timeline import export_timeline
 
@@ -214,10 +215,12 @@ class Controller(ABC):
         if not self.resumed:
             self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
                               "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
-        cpu0 = time.process_time()
+        cpu0, host0, executed0 = time.process_time(), host_cpu.read(), self.env_steps_executed
         self.fit()
         # the driver process's own CPU time (its threads included): what the control plane costs
         driver_cpu_s = time.process_time() - cpu0
+        # the whole machine's CPU over the same window (evaluation included where it runs inside it)
+        host = host_cpu.usage(host0, host_cpu.read(), self.env_steps_executed - executed0)
         wall = self.train_wall()
         eval_seconds_in_fit = self.evaluator.seconds
         timeline = self.export_timeline(fit_start_wall, time.time()) if self.cfg.trainer.timeline else None
@@ -248,6 +251,7 @@ class Controller(ABC):
             "env_steps_per_s": self.env_steps_executed / wall,
             "driver_cpu_s": driver_cpu_s,
             "driver_cpu_us_per_env_step": 1e6 * driver_cpu_s / max(self.env_steps_executed, 1),
+            "host_cpu": host,
             "iterations": self.iteration,
             "policy_version": self.policy_version,
             "eval_seconds_during_training": eval_seconds_in_fit,
