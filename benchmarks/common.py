@@ -76,6 +76,35 @@ def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
     return summary
 
 
+def run_figures(trainer: str, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures as result keys prefixed by the trainer's name, the same in every benchmark: env steps/s
+    (executed, the one definition used everywhere), samples trained/s, updates, per-stage busy fraction and
+    capacity, the ideal bound, policy lag, the driver's CPU per env step, and where recorded the host's peak memory
+    and the whole machine's CPU over the training window."""
+    tl = json.loads((run_dir / "timeline_summary.json").read_text())
+    row: dict[str, Any] = {
+        "env_steps_per_s": round(summary["env_steps_per_s"], 1),
+        # what reached the trainer: with a short budget async runs ahead by its staleness credits
+        "samples_trained_per_s": round(
+            summary["ledger"]["samples_trained"] / (summary["wall_minutes"] * 60), 1
+        ),
+        "updates": summary["iterations"],
+        "busy": {k: round(v, 3) for k, v in tl["busy"].items()},
+        "ideal_bound_env_steps_per_s": round(tl["bound"]["bound"], 1),
+        "stage_capacity_env_steps_per_s": {k: round(v, 1) for k, v in tl["bound"].items()},
+        "lag": tl.get("lag", {}),
+        "driver_cpu_us_per_env_step": round(summary.get("driver_cpu_us_per_env_step", float("nan")), 1),
+    }
+    if (
+        "host_peak_used_gb" in summary
+    ):  # what a run costs this host (runs from before it was recorded lack it)
+        row["host_peak_used_gb"] = summary["host_peak_used_gb"]
+    # on a few shared cores a run near its CPU ceiling is machine-bound, whatever its stage bound says
+    if summary.get("host_cpu"):
+        row["host_cpu"] = {k: round(v, 3) for k, v in summary["host_cpu"].items()}
+    return {f"{trainer}_{k}": v for k, v in row.items()}
+
+
 def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
     out = []
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():

@@ -19,11 +19,10 @@ docs/emulated_scaling.png, then regenerates docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
-from common import ROOT, reusable_summary, run_main, run_provenance, write_result
+from common import ROOT, reusable_summary, run_figures, run_main, run_provenance, write_result
 
 SHARDS = 8
 TRAINERS = {
@@ -118,20 +117,7 @@ def main() -> None:
                                                               args.payload)],
                              run_dir, out / f"g{gpus}_{trainer}.log")  # fmt: skip
             summaries.append(s)
-            tl = json.loads((run_dir / "timeline_summary.json").read_text())
-            row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
-            # what reached the trainer: with a short budget async runs ahead by its staleness credits
-            row[f"{trainer}_samples_trained_per_s"] = round(
-                s["ledger"]["samples_trained"] / (s["wall_minutes"] * 60), 1
-            )
-            row[f"{trainer}_updates"] = s["iterations"]
-            row[f"{trainer}_busy"] = {k: round(v, 3) for k, v in tl["busy"].items()}
-            row[f"{trainer}_ideal_bound_env_steps_per_s"] = round(tl["bound"]["bound"], 1)
-            row[f"{trainer}_driver_cpu_us_per_env_step"] = round(s["driver_cpu_us_per_env_step"], 1)
-            if (
-                "host_peak_used_gb" in s
-            ):  # what a size costs this host (runs from before it was recorded lack it)
-                row[f"{trainer}_host_peak_used_gb"] = s["host_peak_used_gb"]
+            row.update(run_figures(trainer, run_dir, s))
             if trainer == "async_vla":
                 row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
             print(f"  G={gpus:4d} envs={row['envs']:5d} {trainer:9s} {row[f'{trainer}_env_steps_per_s']:9.1f} "

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, ROOT, reusable_summary, run_main, run_provenance, write_result
+from common import RESULTS, ROOT, reusable_summary, run_figures, run_main, run_provenance, write_result
 
 # 16 envs in every workload, as in the reference profile; the layout (shards x envs per shard) is part of it,
 # because a reset inside a shard call holds up that shard's other envs.
@@ -98,24 +98,7 @@ def main() -> None:
                     run_dir, out / f"{workload}_{trainer}.log",
                 )  # fmt: skip
             summaries.append(s)
-            tl = json.loads((run_dir / "timeline_summary.json").read_text())
-            row[f"{trainer}_env_steps_per_s"] = round(s["env_steps_per_s"], 1)
-            row[f"{trainer}_samples_trained_per_s"] = round(
-                s["ledger"]["samples_trained"] / (s["wall_minutes"] * 60), 1
-            )
-            row[f"{trainer}_busy"] = {k: round(v, 3) for k, v in tl["busy"].items()}
-            row[f"{trainer}_ideal_bound_env_steps_per_s"] = round(tl["bound"]["bound"], 1)
-            row[f"{trainer}_stage_capacity_env_steps_per_s"] = {
-                k: round(v, 1) for k, v in tl["bound"].items()
-            }
-            row[f"{trainer}_lag"] = tl.get("lag", {})
-            row[f"{trainer}_driver_cpu_us_per_env_step"] = round(
-                s.get("driver_cpu_us_per_env_step", float("nan")), 1
-            )
-            # the whole machine's CPU over the training window (telemetry/host_cpu.py): on a few shared cores a
-            # run near its CPU ceiling is machine-bound, whatever its stage bound says
-            if s.get("host_cpu"):
-                row[f"{trainer}_host_cpu"] = {k: round(v, 3) for k, v in s["host_cpu"].items()}
+            row.update(run_figures(trainer, run_dir, s))
             if trainer == "async_vla":
                 row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
             if workload in ("longtail", "libero_spatial") and trainer in ("sync_k1", "async_vla"):
