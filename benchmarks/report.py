@@ -212,7 +212,7 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
             b, lag = w[f"{t}_busy"], w.get(f"{t}_lag", {})
             actor = w.get(f"{t}_stage_capacity_env_steps_per_s", {}).get("actor")
             cpu = w.get(f"{t}_host_cpu")
-            host = (f"{cpu['busy_cores']:.2f} of {cpu['cores']:.0f} | {cpu['cpu_ceiling_env_steps_per_s']:.0f} | "
+            host = (f"{cpu['busy_cores']:.2f} of {cpu['cores']:.0f} | {fmt.format(cpu['cpu_ceiling_env_steps_per_s'])} | "
                     f"{w[f'{t}_env_steps_per_s'] / cpu['cpu_ceiling_env_steps_per_s']:.0%}") if cpu else "- | - | -"  # fmt: skip
             lines.append(
                 f"| {w['name']} | {t} | {b.get('env', 0):.0%} | {b.get('rollout', 0):.0%} | {b.get('actor', 0):.0%} | "
