@@ -39,4 +39,6 @@ def test_steal_is_neither_busy_nor_idle(tmp_path):
 
 def test_nothing_is_reported_without_proc_stat(tmp_path):
     assert host_cpu.read(tmp_path / "missing") is None
+    (tmp_path / "empty").write_text("")
+    assert host_cpu.read(tmp_path / "empty") is None
     assert host_cpu.usage(None, None, 100) is None

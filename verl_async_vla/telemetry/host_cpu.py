@@ -35,7 +35,7 @@ class CpuTimes:
 def read(stat: Path = PROC_STAT) -> CpuTimes | None:
     """The machine's CPU counters now, or None where /proc/stat is not available."""
     try:
-        fields = stat.read_text().splitlines()[0].split()
+        fields = (stat.read_text().splitlines() or [""])[0].split()
     except OSError:
         return None
     if not fields or fields[0] != "cpu":
