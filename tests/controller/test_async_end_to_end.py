@@ -41,6 +41,13 @@ def test_async_run_keeps_the_staleness_bound_and_the_ledger(ray_session, small_c
     assert summary["env_steps_executed"] >= summary["env_steps"]  # open episodes' steps count as work done
     if stale_policy == "pause":
         assert ledger["episodes_dropped_stale"] == 0
+        # the budget counts trained env steps and producers stop at it: nothing finished is left untrained, and
+        # no episode was open at the stop (every start credit granted was for an episode the budget trains)
+        assert ledger["episodes_in_flight"] == 0 and ledger["episodes_abandoned_open"] == 0, ledger
+    assert summary["env_steps_trained"] >= 150
+    assert summary["trained_env_steps_per_s"] == pytest.approx(
+        summary["env_steps_trained"] / (summary["wall_minutes"] * 60)
+    )
     assert 1 <= summary["scheduler"]["infer_batch_mean"] <= 3
     assert summary["host_cpu"]["busy_cores"] > 0  # the machine's CPU over the training window (Linux)
     lags = [r["lag/max"] for r in controller.run_log.history if "lag/max" in r]

@@ -51,3 +51,19 @@ def test_a_resumed_gate_counts_credits_from_its_start_version():
     assert gate.grant(100) == 8  # the same start budget as a fresh run, not 50 versions' worth
     gate.advance(51)
     assert gate.grant(100) == 4
+
+
+def test_the_budget_cap_stops_starts_below_the_staleness_allowance():
+    gate = StalenessGate(max_staleness=1, policy="pause", train_batch_episodes=4)
+    gate.set_episode_cap(6)  # the budget needs 6 episodes in all; staleness alone would allow 8
+    assert gate.grant(100) == 6 and gate.grant(1) == 0
+    gate.release(1)  # a discarded episode is replaced: the budget still needs it
+    assert gate.grant(100) == 1
+    gate.set_episode_cap(3)  # a cap below what was granted grants nothing (and never a negative amount)
+    assert gate.available() == 0 and gate.grant(5) == 0
+
+
+def test_the_budget_cap_also_bounds_drop_mode():
+    gate = StalenessGate(max_staleness=1, policy="drop", train_batch_episodes=4)
+    gate.set_episode_cap(10)
+    assert gate.grant(100) == 10 and gate.grant(1) == 0

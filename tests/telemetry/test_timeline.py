@@ -40,6 +40,14 @@ def test_ideal_bound_is_the_slowest_stage_capacity():
     assert caps["bound"] == pytest.approx(100.0)
 
 
+def test_the_actor_is_credited_with_what_it_trained_and_counts_in_the_minimum():
+    # the actor trained 60 of the 300 executed env steps in its 1 s busy: 60/s, the slowest stage
+    caps = ideal_bound(spans(), env_steps=300, work={"actor": 60.0})
+    assert caps["actor"] == pytest.approx(60.0)  # ignoring the override would give 300
+    assert caps["env"] == pytest.approx(100.0)  # stages without an override keep the executed steps
+    assert caps["bound"] == pytest.approx(60.0)  # leaving the actor out of the minimum would give 100
+
+
 def test_chrome_trace_and_gantt_are_written(tmp_path):
     trace = json.loads(write_chrome_trace(spans(), tmp_path / "t.json").read_text())
     complete = [e for e in trace["traceEvents"] if e["ph"] == "X"]

@@ -21,6 +21,7 @@ import ray
 
 from verl_async_vla.controller.base import Controller
 from verl_async_vla.controller.recovery import WorkerRecovery
+from verl_async_vla.learning.budget import episodes_for_budget
 from verl_async_vla.learning.ledger import reconcile
 from verl_async_vla.learning.staleness import GateServer
 from verl_async_vla.learning.trainer_loop import TrainPlane
@@ -60,7 +61,15 @@ class AsyncVLAController(Controller):
         iteration_t0 = time.monotonic()
         # a resumed run counts on from its checkpoint: the env workers count only this run's steps
         done, executed = self.env_steps, self.env_steps_executed
-        while self.env_steps < t.total_env_steps and not self.stop_requested.is_set():
+        trained, episodes, cap = self.env_steps_trained, self.episodes_trained, None
+        while self.budget_left():
+            # no episode starts beyond what the budget still trains (learning/budget.py): none is thrown away
+            wanted = episodes_for_budget(t.total_env_steps - trained, self.env_steps_trained - trained,
+                                         self.episodes_trained - episodes, self.cfg.algo.train_batch_episodes,
+                                         self.cfg.env.max_episode_steps)  # fmt: skip
+            if wanted != cap:
+                cap = wanted
+                self.gate.set_episode_cap.remote(cap)
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
             counts = self.recovery.poll()

@@ -40,7 +40,10 @@ class Controller(ABC):
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.env_steps = 0  # in finished (produced) episodes: the x-axis of learning curves and the budget
-        self.env_steps_executed = 0  # every control step run, open episodes included: the throughput figure
+        self.env_steps_executed = 0  # every control step run, open episodes included
+        # env steps that entered an update: the budget (`trainer.total_env_steps`) and the throughput headline
+        self.env_steps_trained = 0
+        self.episodes_trained = 0
         self.iteration = 0
         self.policy_version = 0
         self.horizon = math.ceil(
@@ -108,6 +111,8 @@ class Controller(ABC):
         train/success among them."""
         assert self.run_log is not None
         self.iteration += 1
+        self.env_steps_trained += int(metrics.get("actor/trained_env_steps", 0))
+        self.episodes_trained += int(metrics.get("actor/episodes", 0))
         t = self.cfg.trainer
         record: dict[str, Any] = {
             "iteration": self.iteration,
@@ -127,6 +132,11 @@ class Controller(ABC):
             self.env_steps, steps_per_s=self.env_steps / max(elapsed, 1e-9), success=record["train/success"],
             v=self.policy_version,
         )  # fmt: skip
+
+    def budget_left(self) -> bool:
+        """The budget counts trained env steps, the same for both trainers: a run ends after the update that
+        reaches it, so no trainer is credited with work it never trained."""
+        return self.env_steps_trained < self.cfg.trainer.total_env_steps and not self.stop_requested.is_set()
 
     def train_wall(self) -> float:
         wall = time.monotonic() - self.fit_start + self.wall_offset
@@ -246,9 +256,12 @@ class Controller(ABC):
             "env_steps": self.env_steps,
             "wall_minutes": wall / 60.0,
             "env_steps_executed": self.env_steps_executed,
-            # executed, not produced: an async run ends with episodes still open, and with long episodes
-            # (LIBERO: 220+ steps) counting only finished ones would undercount its work
+            "env_steps_trained": self.env_steps_trained,
+            # the headline: env steps that entered an update, per second of training
+            "trained_env_steps_per_s": self.env_steps_trained / wall,
+            # executed, open episodes included: what the envs ran, trained or not
             "env_steps_per_s": self.env_steps_executed / wall,
+            "untrained_share": 1.0 - self.env_steps_trained / max(self.env_steps_executed, 1),
             "driver_cpu_s": driver_cpu_s,
             "driver_cpu_us_per_env_step": 1e6 * driver_cpu_s / max(self.env_steps_executed, 1),
             "host_cpu": host,

@@ -79,6 +79,8 @@ class RunCheckpointer:
             "policy_version": actor["policy_version"],
             "env_steps": controller.env_steps,
             "env_steps_executed": controller.env_steps_executed,
+            "env_steps_trained": controller.env_steps_trained,
+            "episodes_trained": controller.episodes_trained,
             "train_wall_s": controller.train_wall(),
             "driver": controller.driver_state(),
             # a rollout worker being restarted (async_vla rejoins it) has no state worth saving: None
@@ -138,6 +140,9 @@ class RunCheckpointer:
         controller.iteration = state["iteration"]
         controller.env_steps = state["env_steps"]
         controller.env_steps_executed = state["env_steps_executed"]
+        # a checkpoint from before this counter existed: its finished env steps are the closest figure it has
+        controller.env_steps_trained = state.get("env_steps_trained", state["env_steps"])
+        controller.episodes_trained = state.get("episodes_trained", 0)
         controller.wall_offset = state["train_wall_s"]
         controller.restore_driver_state(state["driver"])
         return state

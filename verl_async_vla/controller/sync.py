@@ -37,7 +37,7 @@ class SyncController(Controller):
 
     def fit(self) -> None:
         w = self.workers
-        while self.env_steps < self.cfg.trainer.total_env_steps and not self.stop_requested.is_set():
+        while self.budget_left():
             t0 = time.monotonic()
             episodes: list = []
             while len(episodes) < self.cfg.algo.train_batch_episodes and not self.stop_requested.is_set():

@@ -38,18 +38,27 @@ class StalenessGate:
         self.version = self.start = start_version  # a resumed run starts at its checkpoint's version
         self.granted = 0
         self.released = 0
+        # episode starts the run's budget still needs (None: not capped), set by the driver as the run goes
+        self.episode_cap: int | None = None
 
     # ---- admission ---------------------------------------------------------------------------------------
     def credits_total(self) -> int | None:
-        """Episode starts allowed so far (None: unbounded, `drop` mode)."""
+        """Episode starts allowed so far (None: unbounded, `drop` mode without a cap). The episode cap is the
+        budget's half: once the episodes started cover the budget, no more start, so a run ends without work it
+        cannot train."""
+        cap = None if self.episode_cap is None else self.episode_cap + self.released
         if self.policy == "drop":
-            return None
+            return cap
         versions = self.version - self.start
-        return (versions + self.max_staleness + 1) * self.batch + self.num_envs + self.released
+        total = (versions + self.max_staleness + 1) * self.batch + self.num_envs + self.released
+        return total if cap is None else min(total, cap)
+
+    def set_episode_cap(self, episodes: int | None) -> None:
+        self.episode_cap = episodes
 
     def available(self) -> int | None:
         total = self.credits_total()
-        return None if total is None else total - self.granted
+        return None if total is None else max(0, total - self.granted)
 
     def grant(self, wanted: int) -> int:
         free = self.available()
@@ -115,6 +124,11 @@ class GateServer:
     async def advance(self, version: int) -> None:
         async with self.changed:
             self.gate.advance(version)
+            self.changed.notify_all()
+
+    async def set_episode_cap(self, episodes: int | None) -> None:
+        async with self.changed:
+            self.gate.set_episode_cap(episodes)
             self.changed.notify_all()
 
     async def release(self, episodes: int, worker: str = "") -> None:

@@ -1,15 +1,10 @@
 """Machine-wide CPU use over a window, read from /proc/stat (Linux; elsewhere nothing is reported).
 
-Why: the ideal bound (telemetry/timeline.py) treats every stage as its own resource, which holds on a cluster where
-envs, inference and training have their own cores and accelerators. When all of them share a few cores, a stage's
-capacity depends on what the others are doing at the same time, and no schedule can run faster than the machine's
-cores allow at the CPU cost per env step the run paid. The CPU ceiling below is that limit:
-
-    cpu_ceiling = cores x env steps / busy core-seconds = (env steps / s) / busy_fraction
-
-A run whose env steps/s sit near its CPU ceiling is machine-bound: it gains only by spending less CPU per env step,
-not from a better schedule. The counters are machine-wide, so other processes on the machine count too (say so
-when quoting it on a shared machine). `steal_cores` is the time the hypervisor gave to other guests.
+Why: on a few shared cores a trainer's speed is its cores divided by the CPU it spends per trained sample. This
+reports what a run spent (busy core-seconds, per env step); the limit it is judged against is measured apart, with
+every stage alone (telemetry/calibration.py), because a limit derived from the run's own CPU cost would count the
+run's overheads as part of the limit. The counters are machine-wide, so other processes on the machine count too
+(say so when quoting it on a shared machine). `steal_cores` is the time the hypervisor gave to other guests.
 """
 
 from __future__ import annotations
@@ -49,8 +44,8 @@ def read(stat: Path = PROC_STAT) -> CpuTimes | None:
 
 
 def usage(start: CpuTimes | None, end: CpuTimes | None, env_steps: int) -> dict[str, float] | None:
-    """CPU use between two readings, and what it means per env step: busy cores (mean over the window), the busy
-    fraction of the machine, core-milliseconds per env step and the CPU ceiling in env steps/s."""
+    """CPU use between two readings: busy cores (mean over the window), the busy fraction of the machine, busy
+    core-seconds in all and core-milliseconds per env step."""
     if start is None or end is None or end.wall <= start.wall:
         return None
     wall = end.wall - start.wall
@@ -62,7 +57,7 @@ def usage(start: CpuTimes | None, end: CpuTimes | None, env_steps: int) -> dict[
         "busy_cores": busy / wall,
         "busy_fraction": fraction,
         "steal_cores": steal / wall,
+        "busy_core_s": busy,
         "core_ms_per_env_step": 1000.0 * busy / max(env_steps, 1),
     }
-    out["cpu_ceiling_env_steps_per_s"] = cores * env_steps / busy if busy > 0 else float("inf")
     return out

@@ -283,6 +283,25 @@ class ActorWorker(Worker):
         return tuple(full)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def calibrate(self, batch: DataProto, updates: int) -> dict:
+        """The actor alone (telemetry/calibration.py): `updates` PPO updates on one recorded, on-policy batch (the
+        behaviour policy is the proximal one, so no scoring pass), then the proximal scoring pass alone, timed
+        apart. Only for a calibration worker set: the weights it leaves behind are not meant to be trained on."""
+        b = batch.batch
+        b["prox_log_prob"], b["prox_values"] = b["old_log_prob"].clone(), b["values"].clone()
+        env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
+        with self.state_lock:
+            cpu0, t0 = time.process_time(), time.monotonic()
+            for _ in range(updates):
+                self._update(batch)
+            wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+            cpu0, t0 = time.process_time(), time.monotonic()
+            with torch.no_grad():
+                self._evaluate(batch, torch.arange(len(batch)))
+        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": wall, "cpu_s": cpu,
+                "score_wall_s": time.monotonic() - t0, "score_cpu_s": time.process_time() - cpu0}  # fmt: skip
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ledger_report(self) -> dict[str, list[int]]:
         """The consumer side of the ledger for the lockstep path (received, trained, still buffered)."""
         queued = [i for b in self.buffer for i in b.non_tensor_batch["episode_id"].tolist()]

@@ -4,6 +4,8 @@ every env's own episode loop for the async data plane (sampling/env_stream.py)."
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from verl import DataProto
@@ -14,6 +16,7 @@ from verl_async_vla.config.schema import EnvConfig, from_dict
 from verl_async_vla.envs import EnvSpec
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
+from verl_async_vla.telemetry.calibration import free_run_lane
 from verl_async_vla.telemetry.timeline import Span
 from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
 from verl_async_vla.workers.process import process_info
@@ -119,6 +122,25 @@ class EnvWorker(Worker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def drain_spans(self) -> list[Span]:
         return self.lanes.drain_spans()
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def calibrate(self, seconds: float, chunk: int, episode_env_steps: int) -> dict:
+        """The env stage alone (telemetry/calibration.py): every env on its own lane steps a fixed (zero) action
+        chunk for `seconds`, resetting after `episode_env_steps`. -> env steps, the sum of the lanes' own rates
+        and this process's CPU seconds."""
+        action = np.zeros((chunk, self.lanes.spec.action_dim), dtype=np.float32)
+
+        def lane(env: int) -> tuple[int, float]:
+            def step() -> tuple[int, bool]:
+                res = self.lanes.step_env(env, action)
+                return int(res.env_steps[0]), bool(res.terminated[0] or res.truncated[0])
+
+            return free_run_lane(step, lambda: self.lanes.reset_env(env), seconds, episode_env_steps)
+
+        cpu0 = time.process_time()
+        runs = [f.result() for f in [self.lanes.submit(i, lane, i) for i in self.lanes.live()]]
+        return {"env_steps": sum(n for n, _ in runs), "env_steps_per_s": sum(n / s for n, s in runs),
+                "cpu_s": time.process_time() - cpu0}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def close(self) -> None:

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import torch
 from verl import DataProto
 from verl.single_controller.base import Worker
@@ -16,6 +17,7 @@ from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
 from verl_async_vla.sampling.inference_server import InferenceServer
+from verl_async_vla.telemetry.calibration import timed
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
 from verl_async_vla.workers.process import process_info
@@ -121,6 +123,23 @@ class RolloutWorker(Worker):
     def set_weights_packed(self, weights_and_version: tuple[dict, int]) -> int:
         """Takes `ActorWorker.get_weights`' result as is, so the driver can pass its ObjectRef unresolved."""
         return self.set_weights(*weights_and_version)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def calibrate(self, obs: DataProto, batch_sizes: list[int], seconds: float) -> list[dict]:
+        """Inference alone (telemetry/calibration.py): recorded observations answered in batches of each size for
+        `seconds`. -> per size: rows answered, wall and this process's CPU seconds."""
+        out = []
+        for size in batch_sizes:
+            rows = proto_to_policy_obs(obs.select_idxs(np.arange(size) % len(obs)))
+
+            def call(rows=rows, size=size) -> int:
+                with self.model_lock, torch.no_grad():
+                    self.policy.act(rows)
+                return size
+
+            m = timed(call, seconds)
+            out.append({"batch": size, "rows": m["work"], "wall_s": m["wall_s"], "cpu_s": m["cpu_s"]})
+        return out
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate(self, data: DataProto) -> DataProto:

@@ -1,0 +1,26 @@
+"""How many episodes a run's budget still needs, so that producers stop starting episodes nobody will train.
+
+The budget (`trainer.total_env_steps`) counts env steps that entered an update. The sync trainer meets it by
+construction (it plays a batch, trains it, checks). The async trainer starts episodes ahead of training, so without
+a cap it ends its runs with queued and open episodes that were executed but never trained: work thrown away, and a
+throughput figure that counts it. The driver recomputes the cap as episode lengths become known and hands it to the
+staleness gate (learning/staleness.py), which grants no start credit beyond it.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def episodes_for_budget(budget_env_steps: int, trained_env_steps: int, trained_episodes: int,
+                        batch_episodes: int, max_episode_steps: int) -> int:  # fmt: skip
+    """Episode starts the whole run needs: the episodes trained so far plus those of the updates the rest of the
+    budget takes at the mean trained episode length (the env's longest before any is trained), in whole batches,
+    since only a full batch trains (an update may take more than a batch: must-train stragglers). If episodes turn out shorter, the cap rises on the next call (a short pause at the end); longer,
+    and the last batch overshoots the budget a little, which is trained all the same."""
+    if batch_episodes < 1:
+        raise ValueError(f"batch_episodes must be >= 1, got {batch_episodes}")
+    mean_len = trained_env_steps / trained_episodes if trained_episodes else float(max_episode_steps)
+    left = max(0, budget_env_steps - trained_env_steps)
+    updates_left = math.ceil(left / (batch_episodes * max(mean_len, 1.0)))
+    return trained_episodes + updates_left * batch_episodes
