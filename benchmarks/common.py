@@ -76,11 +76,110 @@ def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
     return summary
 
 
+def steady_trained_per_s(run_dir: Path, middle: tuple[float, float] = (0.25, 0.75)) -> float | None:
+    """Env steps trained per second over the middle of the run (by training wall time): the rate without the
+    start-up and the end of the run. None when fewer than two updates fall in the window."""
+    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    ups = [(r["train_wall_s"], r["actor/trained_env_steps"]) for r in recs if "actor/trained_env_steps" in r]
+    if len(ups) < 3:
+        return None
+    end = ups[-1][0]
+    inside = [(t, n) for t, n in ups if middle[0] * end <= t <= middle[1] * end]
+    if len(inside) < 2:
+        return None
+    # the steps of every update after the first in the window, over the time between the first and the last
+    return sum(n for _, n in inside[1:]) / max(inside[-1][0] - inside[0][0], 1e-9)
+
+
+def trained_figures(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The yardstick's per-run figures (docs/benchmarks.md): env steps trained/s (the headline), executed/s, the
+    share executed but never trained, machine CPU-seconds per trained env step, and the steady-state rate."""
+    trained = summary["env_steps_trained"]
+    host = summary.get("host_cpu") or {}
+    return {
+        "trained_per_s": summary["trained_env_steps_per_s"],
+        "executed_per_s": summary["env_steps_per_s"],
+        "untrained_share": summary["untrained_share"],
+        "cpu_s_per_trained_sample": host["busy_core_s"] / trained if host and trained else None,
+        "steady_trained_per_s": steady_trained_per_s(run_dir),
+    }
+
+
+def calibrate_workload(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
+    """The workload's stages timed alone (verl_async_vla/calibrate.py), reused if this commit made it."""
+    path = run_dir / "calibration.json"
+    if path.is_file() and json.loads(path.read_text()).get("commit") == RUN_COMMIT:
+        print(f"  reusing calibration {path}", flush=True)
+        return json.loads(path.read_text())
+    cmd = [sys.executable, "-m", "verl_async_vla.calibrate", f"run_dir={run_dir}", *overrides]
+    print("$", " ".join(cmd[1:]), flush=True)
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"calibration failed (exit {proc.returncode}); see {log}")
+    return json.loads(path.read_text())
+
+
+def spread(xs: list[float]) -> dict[str, float]:
+    import statistics
+
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def yardstick(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]], calibration: dict[str, Any],
+              syncs: list[str], candidate: str = "async_vla") -> None:  # fmt: skip
+    """Add the yardstick's keys to a workload row: per trainer the median / min / max of env steps trained per
+    second over its repeats and its median CPU per trained sample; the best sync by median; the calibrated bounds
+    (the same for every trainer); `candidate` over the best sync (the ratio of medians, and the range of ratios the
+    repeats allow) and over the machine bound; and the highest any single run reached over each bound (above 1:
+    the bound is broken)."""
+    import statistics
+
+    def med(xs: list[float | None]) -> float | None:
+        xs = [x for x in xs if x is not None]
+        return round(statistics.median(xs), 6) if xs else None
+
+    for t, figs in runs.items():
+        s = spread([f["trained_per_s"] for f in figs])
+        row.update({f"{t}_trained_per_s_{k}": round(v, 2) for k, v in s.items()})
+        row[f"{t}_cpu_s_per_trained_sample"] = med([f["cpu_s_per_trained_sample"] for f in figs])
+        row[f"{t}_executed_per_s_median"] = round(statistics.median(f["executed_per_s"] for f in figs), 2)
+        row[f"{t}_untrained_share"] = med([f["untrained_share"] for f in figs])
+        row[f"{t}_steady_trained_per_s_median"] = med([f["steady_trained_per_s"] for f in figs])
+        row[f"{t}_trained_per_s_runs"] = [round(f["trained_per_s"], 2) for f in figs]
+    row["repeats"] = min(len(f) for f in runs.values())
+    best = max(syncs, key=lambda t: row[f"{t}_trained_per_s_median"])
+    row["sync_best_k_trained"] = int(best.rsplit("k", 1)[1]) if "_k" in best else best
+    b = calibration["bounds"]
+    row["bound_machine_trained_per_s"] = round(b["machine"], 2)
+    row["bound_disaggregated_trained_per_s"] = round(b["disaggregated"], 2)
+    row["bound_slowest_stage"] = b["slowest"]
+    row["calibration"] = {"stages": b["stages"], "cpu_s_per_step": b["cpu_s_per_step"],
+                          "machine_cpu_limit": b["machine_cpu_limit"],
+                          "env_steps_per_decision": calibration["measured"]["env_steps_per_decision"],
+                          "episode_env_steps": calibration["measured"]["episode_env_steps"],
+                          "actor_score_cpu_s": calibration["measured"]["actor"]["score_cpu_s"]}  # fmt: skip
+    a, s = f"{candidate}_trained_per_s", f"{best}_trained_per_s"
+    if candidate in runs:
+        row["async_over_sync_trained"] = round(row[f"{a}_median"] / row[f"{s}_median"], 3)
+        row["async_over_sync_trained_range"] = [round(row[f"{a}_min"] / row[f"{s}_max"], 3),
+                                                round(row[f"{a}_max"] / row[f"{s}_min"], 3)]  # fmt: skip
+        row["async_over_machine_bound_trained"] = round(row[f"{a}_median"] / b["machine"], 3)
+        row["async_over_disaggregated_bound_trained"] = round(row[f"{a}_median"] / b["disaggregated"], 3)
+    top = max(f["trained_per_s"] for figs in runs.values() for f in figs)
+    row["max_trainer_over_machine_bound"] = round(top / b["machine"], 3)
+    row["max_trainer_over_disaggregated_bound"] = round(top / b["disaggregated"], 3)
+    if top > b["machine"]:
+        print(f"  BOUND BROKEN: a run trained {top:.1f} env steps/s, above the calibrated machine bound "
+              f"{b['machine']:.1f}: the calibration is wrong", flush=True)  # fmt: skip
+
+
 def run_figures(trainer: str, run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """One run's figures as result keys prefixed by the trainer's name, the same in every benchmark: env steps/s
-    (executed, the one definition used everywhere), samples trained/s, updates, per-stage busy fraction and
-    capacity, the ideal bound, policy lag, the driver's CPU per env step, and where recorded the host's peak memory
-    and the whole machine's CPU over the training window."""
+    (executed), samples trained/s, updates, per-stage busy fraction and capacity, the ideal bound from the run's
+    own spans (kept for comparison: it moves with the run it judges; the calibrated bound does not), policy lag,
+    the driver's CPU per env step, and where recorded the host's peak memory and the whole machine's CPU over the
+    training window."""
     tl = json.loads((run_dir / "timeline_summary.json").read_text())
     row: dict[str, Any] = {
         "env_steps_per_s": round(summary["env_steps_per_s"], 1),
@@ -99,7 +198,6 @@ def run_figures(trainer: str, run_dir: Path, summary: dict[str, Any]) -> dict[st
         "host_peak_used_gb" in summary
     ):  # what a run costs this host (runs from before it was recorded lack it)
         row["host_peak_used_gb"] = summary["host_peak_used_gb"]
-    # on a few shared cores a run near its CPU ceiling is machine-bound, whatever its stage bound says
     if summary.get("host_cpu"):
         row["host_cpu"] = {k: round(v, 3) for k, v in summary["host_cpu"].items()}
     return {f"{trainer}_{k}": v for k, v in row.items()}

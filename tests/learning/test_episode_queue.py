@@ -53,3 +53,31 @@ def test_score_touches_only_rows_not_scored_under_the_version():
     assert calls == [[1, 3], [2]]  # one call per scoring, with the episodes that needed it
     assert [p.batch["prox_version"].tolist() for p in q.parts] == [[4, 4], [4]]
     assert float(q.parts[1].batch["prox_values"][0, 0]) == 2.0
+
+
+def test_rows_the_current_version_produced_take_the_rollouts_figures_without_a_model_call():
+    q = EpisodeQueue()
+    fresh, stale = part([1, 2], version=4), part([3], version=3)
+    fresh.batch["old_log_prob"][:, :2] = -0.7
+    fresh.batch["values"][:, :2] = 0.3
+    q.add(fresh)
+    q.add(stale)
+    calls = []
+
+    def evaluate(p, rows):
+        calls.append(p.non_tensor_batch["episode_id"][rows.numpy()].tolist())
+        n = len(rows)
+        return torch.ones(n, 3), torch.zeros(n, 3), torch.full((n, 3), 2.0)
+
+    assert (
+        q.score(np.array([0, 1, 2]), version=4, evaluate=evaluate) == 1
+    )  # only the version-3 episode is scored
+    assert calls == [[3]]
+    b = q.parts[0].batch
+    assert torch.equal(b["prox_log_prob"], b["old_log_prob"]) and torch.equal(b["prox_values"], b["values"])
+    assert b["prox_version"].tolist() == [4, 4]
+    # a row with one older decision is not on-policy: mixing versions inside an episode is scored
+    mixed = part([5], version=4)
+    mixed.batch["policy_version"][0, 0] = 3
+    q.add(mixed)
+    assert q.score(np.array([3]), version=4, evaluate=evaluate) == 1 and calls[-1] == [5]

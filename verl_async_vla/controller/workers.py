@@ -78,7 +78,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     # controller/recovery.py; trainer=sync resumes the run from its checkpoint: main.py)
     restarts = {"max_restarts": t.worker_restarts}
     env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
-                         **common)  # fmt: skip
+                         niceness=t.env_nice, **common)  # fmt: skip
     spec = env_wg.spec()[0]
     if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
         release(env_wg)
@@ -102,8 +102,10 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         eval_env = dataclasses.replace(
             cfg.env, num_envs_per_worker=eval_envs, latency="none", faults=no_faults
         )
-        eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env), **common)
-        eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, **rollout_kwargs)
+        eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env),
+                                  niceness=t.env_nice, **common)  # fmt: skip
+        eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, niceness=t.rollout_nice,
+                                      **rollout_kwargs)  # fmt: skip
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
                         **common)  # fmt: skip
     if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
@@ -112,6 +114,6 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         rollout_wg, actor_wg = groups["rollout"], groups["actor"]
     else:
         rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, options=restarts,
-                                 **rollout_kwargs)  # fmt: skip
+                                 niceness=t.rollout_nice, **rollout_kwargs)  # fmt: skip
         actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", use_gpu=gpu, **actor_kwargs)
     return WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs)

@@ -18,6 +18,19 @@ from verl import DataProto
 _NO_DECISION = np.iinfo(np.int64).max
 
 
+def on_policy_rows(policy_version: torch.Tensor, mask: torch.Tensor, version: int) -> torch.Tensor:
+    """(B,) True where every decision of the row was chosen by `version`: its behaviour policy is the proximal one,
+    so pi_prox = mu and the values are the ones the rollout worker computed with the same weights (tested:
+    tests/models/test_policy.py, act and evaluate agree). Such rows need no scoring pass."""
+    return ((policy_version == version) | (mask == 0)).all(dim=1)
+
+
+def take_behaviour_as_proximal(batch: torch.Tensor | dict, rows: torch.Tensor) -> None:
+    """pi_prox and the values of `rows` from what the rollout recorded (the rows are on-policy)."""
+    batch["prox_log_prob"][rows] = batch["old_log_prob"][rows]
+    batch["prox_values"][rows] = batch["values"][rows]
+
+
 class EpisodeQueue:
     def __init__(self) -> None:
         self.parts: list[DataProto] = []
@@ -56,12 +69,17 @@ class EpisodeQueue:
     def score(self, rows: np.ndarray, version: int,
               evaluate: Callable[[DataProto, torch.Tensor], tuple[torch.Tensor, ...]]) -> int:  # fmt: skip
         """pi_prox (log-prob and value under the current weights, `version`) for the given rows not yet scored
-        under it, in one model call (many small calls cost more than one batch on an accelerator). Returns how
-        many rows were scored."""
+        under it, in one model call (many small calls cost more than one batch on an accelerator); rows produced
+        by `version` itself take the rollout's own figures instead. Returns how many rows the model scored."""
         todo = []
         for part, _, local, _ in self._locate(rows):
+            b = part.batch
             local = torch.from_numpy(local)
-            local = local[part.batch["prox_version"][local] != version]
+            local = local[b["prox_version"][local] != version]
+            fresh = on_policy_rows(b["policy_version"][local], b["mask"][local], version)
+            take_behaviour_as_proximal(b, local[fresh])
+            b["prox_version"][local[fresh]] = version
+            local = local[~fresh]
             if len(local):
                 todo.append((part, local))
         if not todo:

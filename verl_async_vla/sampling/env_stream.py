@@ -39,6 +39,10 @@ from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
+# How long the first request (episode) waits for siblings' to share one Ray call: small against a decision's
+# simulation (4 steps of 10 ms on the synthetic workloads) and an update (seconds), large against a Ray call.
+REQUEST_COALESCE_S = 0.002
+EPISODE_COALESCE_S = 0.05
 INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
 MAX_INCARNATIONS = 1 << INCARNATION_BITS
 
@@ -267,11 +271,25 @@ class EnvStream:
             slot.ready.set()
 
     # ---- sender threads ---------------------------------------------------------------------------------
+    def _siblings_stepping(self) -> int:
+        """(under the lock) This worker's envs that may still post a request soon: live, not posted, not waiting."""
+        posted = sum(1 for slot in self.slots if slot.posted is not None)
+        return len(self.lanes.live()) - posted
+
     def _send_requests(self) -> None:
         while True:
             with self.cond:
                 while not self.requests and not self.stopping.is_set():
                     self.cond.wait(0.1)
+                # Coalesce: one call for the envs that post within REQUEST_COALESCE_S of the first, unless no
+                # sibling is left to post (then waiting gains nothing). A Ray call costs both ends more CPU than a
+                # row of inference (docs/architecture.md), so fewer, larger calls are what a shared CPU needs.
+                deadline = time.monotonic() + REQUEST_COALESCE_S
+                while not self.stopping.is_set() and self._siblings_stepping() > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
                 if self.stopping.is_set():
                     return
                 batch, self.requests = self.requests, []
@@ -299,6 +317,13 @@ class EnvStream:
             with self.cond:
                 while not self.finished and not self.stopping.is_set():
                     self.cond.wait(0.1)
+                # finished episodes travel together when they end close in time (a push carries every image)
+                deadline = time.monotonic() + EPISODE_COALESCE_S
+                while not self.stopping.is_set() and 0 < len(self.finished) < self.lanes.num_envs:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
                 episodes, self.finished = self.finished, []
             if episodes:
                 ref = self.plane.actor.push.remote(episodes_to_proto(episodes, self.plane.horizon))

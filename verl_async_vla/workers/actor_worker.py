@@ -27,6 +27,7 @@ from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.data_parallel import DataParallel
+from verl_async_vla.learning.episode_queue import on_policy_rows, take_behaviour_as_proximal
 from verl_async_vla.learning.train_state import (
     numpy_rng_from_data,
     numpy_rng_to_data,
@@ -158,13 +159,22 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ingest(self, batch: DataProto) -> dict[str, float]:
-        """Score a micro-batch under the current (proximal) weights and buffer it; update when a batch is full."""
+        """Score a micro-batch under the current (proximal) weights and buffer it (rows the current weights
+        produced need no scoring); update when a batch is full."""
         t0 = time.time()
         self.received_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
-        with torch.no_grad():
-            prox_log_prob, _, prox_values = self._evaluate(batch, torch.arange(len(batch)))
-        batch.batch["prox_log_prob"] = prox_log_prob
-        batch.batch["prox_values"] = prox_values
+        b = batch.batch
+        b["prox_log_prob"], b["prox_values"] = (
+            torch.zeros_like(b["old_log_prob"]),
+            torch.zeros_like(b["values"]),
+        )
+        fresh = on_policy_rows(b["policy_version"], b["mask"], self.policy_version)
+        take_behaviour_as_proximal(b, fresh)  # on-policy rows: mu is pi_prox, no model call
+        stale = torch.nonzero(~fresh).flatten()
+        if len(stale):
+            with torch.no_grad():
+                prox_log_prob, _, prox_values = self._evaluate(batch, stale)
+            b["prox_log_prob"][stale], b["prox_values"][stale] = prox_log_prob, prox_values
         self.buffer.append(batch)
         buffered = sum(len(b) for b in self.buffer)
         if buffered < self.algo.train_batch_episodes:

@@ -19,15 +19,16 @@ from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
 from verl_async_vla.telemetry.calibration import free_run_lane
 from verl_async_vla.telemetry.timeline import Span
 from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
-from verl_async_vla.workers.process import process_info
+from verl_async_vla.workers.process import lower_priority, process_info
 
 
 class EnvWorker(Worker):
-    def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1):
+    def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0):
         super().__init__()
         set_thread_budget(torch_threads)
         self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
         self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
+        lower_priority(niceness)  # after the lanes exist: their threads are reniced too (trainer.env_nice)
         self.stream: EnvStream | None = None
         self.episodes_ended = 0  # lockstep path: episode ends seen here, the producer-side count
         self.episodes_discarded = 0  # lockstep path: episodes lost to an env fault

@@ -20,13 +20,14 @@ from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.telemetry.calibration import timed
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
-from verl_async_vla.workers.process import process_info
+from verl_async_vla.workers.process import lower_priority, process_info
 
 
 class RolloutWorker(Worker):
-    def __init__(self, model_cfg: dict, seed: int, torch_threads: int = 1):
+    def __init__(self, model_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0):
         super().__init__()
         set_thread_budget(torch_threads)
+        lower_priority(niceness)  # trainer.rollout_nice; threads started later (the server's) inherit it
         torch.manual_seed(seed * 104729 + self.rank)
         self.policy = build_policy(ModelConfig(**model_cfg)).eval()
         self.policy_version = -1  # no weights yet
