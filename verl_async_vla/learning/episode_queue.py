@@ -31,6 +31,14 @@ def take_behaviour_as_proximal(batch: torch.Tensor | dict, rows: torch.Tensor) -
     batch["prox_values"][rows] = batch["values"][rows]
 
 
+def add_proximal_columns(part: DataProto) -> DataProto:
+    """Empty pi_prox columns on an arrival, filled by `EpisodeQueue.score` (prox_version -1: not scored yet)."""
+    b = part.batch
+    b["prox_log_prob"], b["prox_values"] = torch.zeros_like(b["old_log_prob"]), torch.zeros_like(b["values"])
+    b["prox_version"] = torch.full((len(part),), -1, dtype=torch.long)
+    return part
+
+
 class EpisodeQueue:
     def __init__(self) -> None:
         self.parts: list[DataProto] = []

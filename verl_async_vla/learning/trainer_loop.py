@@ -32,7 +32,7 @@ import ray
 import torch
 from verl import DataProto
 
-from verl_async_vla.learning.episode_queue import EpisodeQueue
+from verl_async_vla.learning.episode_queue import EpisodeQueue, add_proximal_columns
 from verl_async_vla.learning.staleness import StalenessGate
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.workers.codec import weights_to_wire
@@ -80,9 +80,7 @@ class TrainerLoop:
         self.publisher.start()
 
     def push(self, episodes: DataProto) -> None:
-        episodes.batch["prox_log_prob"] = torch.zeros_like(episodes.batch["old_log_prob"])
-        episodes.batch["prox_values"] = torch.zeros_like(episodes.batch["values"])
-        episodes.batch["prox_version"] = torch.full((len(episodes),), -1, dtype=torch.long)
+        add_proximal_columns(episodes)
         with self.cond:
             self.arrived.append(episodes)
             ids = episodes.non_tensor_batch["episode_id"].tolist()

@@ -85,6 +85,13 @@ def bounds_from_measurements(measured: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- the measurements, run inside the workers ---------------------------------------------------------------
+def measure(fn: Callable[[], object]) -> dict[str, float]:
+    """One call of `fn`: its wall time and this process's CPU time."""
+    cpu0, t0 = time.process_time(), time.monotonic()
+    fn()
+    return {"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - cpu0}
+
+
 def timed(fn: Callable[[], int], seconds: float) -> dict[str, float]:
     """Call `fn` (it returns the work it did) until `seconds` have passed; -> work, wall and this process's CPU."""
     cpu0, t0 = time.process_time(), time.monotonic()

@@ -27,7 +27,11 @@ from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.data_parallel import DataParallel
-from verl_async_vla.learning.episode_queue import on_policy_rows, take_behaviour_as_proximal
+from verl_async_vla.learning.episode_queue import (
+    EpisodeQueue,
+    add_proximal_columns,
+    take_behaviour_as_proximal,
+)
 from verl_async_vla.learning.train_state import (
     numpy_rng_from_data,
     numpy_rng_to_data,
@@ -43,6 +47,7 @@ from verl_async_vla.learning.weight_plane import WeightGroup, digest, free_addre
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from verl_async_vla.telemetry.calibration import measure
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
 from verl_async_vla.workers.process import process_info, resident_mb, return_free_memory
@@ -163,18 +168,10 @@ class ActorWorker(Worker):
         produced need no scoring); update when a batch is full."""
         t0 = time.time()
         self.received_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
-        b = batch.batch
-        b["prox_log_prob"], b["prox_values"] = (
-            torch.zeros_like(b["old_log_prob"]),
-            torch.zeros_like(b["values"]),
-        )
-        fresh = on_policy_rows(b["policy_version"], b["mask"], self.policy_version)
-        take_behaviour_as_proximal(b, fresh)  # on-policy rows: mu is pi_prox, no model call
-        stale = torch.nonzero(~fresh).flatten()
-        if len(stale):
-            with torch.no_grad():
-                prox_log_prob, _, prox_values = self._evaluate(batch, stale)
-            b["prox_log_prob"][stale], b["prox_values"][stale] = prox_log_prob, prox_values
+        # the same scoring as the async queue's: rows the current weights produced take the rollout's own figures
+        queue = EpisodeQueue()
+        queue.add(add_proximal_columns(batch))
+        queue.score(np.arange(len(batch)), self.policy_version, self._evaluate)
         self.buffer.append(batch)
         buffered = sum(len(b) for b in self.buffer)
         if buffered < self.algo.train_batch_episodes:
@@ -297,19 +294,15 @@ class ActorWorker(Worker):
         """The actor alone (telemetry/calibration.py): `updates` PPO updates on one recorded, on-policy batch (the
         behaviour policy is the proximal one, so no scoring pass), then the proximal scoring pass alone, timed
         apart. Only for a calibration worker set: the weights it leaves behind are not meant to be trained on."""
-        b = batch.batch
-        b["prox_log_prob"], b["prox_values"] = b["old_log_prob"].clone(), b["values"].clone()
+        add_proximal_columns(batch)
+        take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
         env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
         with self.state_lock:
-            cpu0, t0 = time.process_time(), time.monotonic()
-            for _ in range(updates):
-                self._update(batch)
-            wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
-            cpu0, t0 = time.process_time(), time.monotonic()
+            update = measure(lambda: [self._update(batch) for _ in range(updates)])
             with torch.no_grad():
-                self._evaluate(batch, torch.arange(len(batch)))
-        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": wall, "cpu_s": cpu,
-                "score_wall_s": time.monotonic() - t0, "score_cpu_s": time.process_time() - cpu0}  # fmt: skip
+                score = measure(lambda: self._evaluate(batch, torch.arange(len(batch))))
+        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": update["wall_s"],
+                "cpu_s": update["cpu_s"], "score_wall_s": score["wall_s"], "score_cpu_s": score["cpu_s"]}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ledger_report(self) -> dict[str, list[int]]:
