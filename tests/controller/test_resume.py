@@ -74,6 +74,9 @@ def test_async_resume_continues_version_and_counters(ray_session, small_cfg, tmp
     root = tmp_path / "run" / "checkpoints"
     saved = json.loads((root / (root / "latest").read_text() / "run.json").read_text())
     assert first["stopped"] == "test" and saved["policy_version"] >= 2
+    # a checkpoint never holds more trained env steps than finished ones (the last updates were once logged
+    # with stale producer counts)
+    assert saved["env_steps_executed"] >= saved["env_steps"] >= saved["env_steps_trained"] > 0
     second = train(configure(small_cfg, tmp_path / "run", resume="auto", total_env_steps=300, **common))
     assert second["resumed_from"]["iteration"] == saved["iteration"]
     assert second["policy_version"] > saved["policy_version"]  # versions go on, they do not restart at 0

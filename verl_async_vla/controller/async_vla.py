@@ -83,18 +83,20 @@ class AsyncVLAController(Controller):
         # Stop producers first (open episodes are abandoned, finished ones flushed to the actor), then the actor
         # (it finishes the update in progress), then inference.
         self.producers = ray.get([e.stop_stream.remote() for e in envs])
+        for rank, p in enumerate(self.producers):  # the live processes' final counts
+            self.recovery.env_reports[(rank, self.recovery.incarnation[rank])].counters = {
+                k: p[k] for k in ("finished_env_steps", "executed_env_steps")
+            }
+        # counted before the last updates are logged: their checkpoint must not hold fewer finished steps than
+        # trained ones (a resumed run counts on from it)
+        counts = self.recovery.counters()
+        self.env_steps = done + counts["finished_env_steps"]
+        self.env_steps_executed = executed + counts["executed_env_steps"]
         self.consumer = ray.get(actor.stop_stream.remote())
         self.serving = ray.get([r.stop_serving.remote() for r in rollouts]) + self.recovery.serving_lost
         for metrics in self.consumer.pop("metrics"):
             self.policy_version = int(metrics["actor/policy_version"])
             self.end_iteration(metrics, iteration_t0)
-        for rank, p in enumerate(self.producers):  # the live processes' final counts
-            self.recovery.env_reports[(rank, self.recovery.incarnation[rank])].counters = {
-                k: p[k] for k in ("finished_env_steps", "executed_env_steps")
-            }
-        counts = self.recovery.counters()
-        self.env_steps = done + counts["finished_env_steps"]
-        self.env_steps_executed = executed + counts["executed_env_steps"]
         self._log_evaluations(wait=True)
         self.gate_stats = ray.get(self.gate.stats.remote())
 
