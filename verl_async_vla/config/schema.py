@@ -194,10 +194,10 @@ class TrainerConfig:
     max_batch: int = 64  # dynamic batcher (rollout side): rows per inference call at most
     # dynamic batcher: longest a request waits for company when the rollout worker is free. 0 = continuous
     # batching (a free server takes what is ready; requests that arrive during a call form the next batch); raise
-    # it when a call has a large fixed cost and envs are few
-    # Measured on 2 shared cores (2026-12-02): 3 ms trained more env steps/s than 0 on uniform (387 vs 331) and
-    # longtail (339 vs 319), with less CPU per trained step: each Ray call and batch costs more than the wait.
-    max_wait_ms: float = 3.0
+    # it when a call has a large fixed cost and envs are few. Measured on 2 shared cores (2026-12-02), once
+    # requests travel on the request channel instead of Ray calls: 0 trained more env steps/s than 3 ms on
+    # longtail (392 vs 372). (With a Ray call per request, 3 ms had won: each call cost more than the wait.)
+    max_wait_ms: float = 0.0
     # how each version reaches the rollout workers (learning/weight_plane.py): object_store | collective
     weight_sync: str = "object_store"
     weight_bucket_mb: float = 256.0  # collective: tensors are broadcast in flat buckets of this size

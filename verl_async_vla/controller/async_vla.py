@@ -14,6 +14,7 @@ in the background, stops producers at the budget and reconciles the ledger. The 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -46,17 +47,18 @@ class AsyncVLAController(Controller):
     def fit(self) -> None:
         t, w = self.cfg.trainer, self.workers
         envs, rollouts, actor = w.env.handles, w.rollout.handles, w.actor.handles[0]
-        ray.get([r.start_serving.remote(envs, t.max_batch, t.max_wait_ms) for r in rollouts])
+        authkey = os.urandom(16)  # the request channel's secret (sampling/request_channel.py)
+        addresses = ray.get([r.start_serving.remote(t.max_batch, t.max_wait_ms, authkey) for r in rollouts])
         if t.weight_sync == "collective":
             w.form_weight_group("nccl" if self.cfg.model.device.startswith("cuda") else "gloo")
         train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
                            int(t.weight_bucket_mb * 2**20))  # fmt: skip
         ray.get(actor.set_peers.remote(w.actor.handles[1:]))  # data-parallel ranks follow rank 0's updates
         ray.get(actor.start_stream.remote(train))
-        stream = StreamPlane(rollouts, actor, self.gate, self.horizon)
+        stream = StreamPlane(addresses, authkey, actor, self.gate, self.horizon)
         ray.get([e.start_stream.remote(stream) for e in envs])
         # env and rollout processes that die are restarted by Ray and rejoin (controller/recovery.py)
-        self.recovery = WorkerRecovery(w, self.gate, stream, (t.max_batch, t.max_wait_ms), t.worker_restarts,
+        self.recovery = WorkerRecovery(w, self.gate, stream, (t.max_batch, t.max_wait_ms, authkey), t.worker_restarts,
                                        self.fit_start, on_rejoin=self.write_process_table)  # fmt: skip
         iteration_t0 = time.monotonic()
         # a resumed run counts on from its checkpoint: the env workers count only this run's steps

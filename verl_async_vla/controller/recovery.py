@@ -169,9 +169,10 @@ class WorkerRecovery:
         self.serving_lost.append(self.serving_last[rank])
         self.serving_last[rank] = {}
         version = self.workers.publish(to=[self.rollouts[rank]])
-        ray.get(self.rollouts[rank].start_serving.remote(self.envs, *self.serve_args))
+        address = ray.get(self.rollouts[rank].start_serving.remote(*self.serve_args))
+        self.plane.rollouts[rank] = address  # env workers restarted later connect to it there
         resent = 0
-        for ref in [e.resend.remote(rank) for e in self.envs]:
+        for ref in [e.resend.remote(rank, address) for e in self.envs]:
             try:
                 resent += ray.get(ref)
             except RayActorError:  # that env worker is itself being restarted: its requests died with it

@@ -7,10 +7,10 @@ sibling's 1 s reset or slow step holds nobody else. A fault (sampling/env_faults
 counted as discarded and never pushed; the env is rebuilt (after a hang, on a new lane with a new loop).
 
 Two sender threads keep the driver off the hot path:
-- requests: whatever observations are waiting go to the least-loaded rollout worker in one call
-  (`RolloutWorker.submit`); the answer comes back as a call to this worker's `deliver`, straight from the rollout
-  worker (which knows every env worker's handle);
-- episodes: finished episodes go to the actor in one call (`ActorWorker.push`).
+- requests: whatever observations are waiting go to the least-loaded rollout worker in one message on the request
+  channel (sampling/request_channel.py: a socket per rollout worker, not a Ray call); the answer comes back on the
+  same connection and is handed to `deliver` by its reader thread;
+- episodes: finished episodes go to the actor in one Ray call (`ActorWorker.push`).
 The producer side of the ledger is counted here, independently of the actor's count, and reported to the driver as
 it grows (`stats`), so that a worker process that dies loses only what it had not reported yet.
 
@@ -34,14 +34,14 @@ import ray
 
 from verl_async_vla.sampling.env_faults import EnvFault, StaleLane
 from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.request_channel import Address, RequestClient
 from verl_async_vla.sampling.start_credits import StartCredits
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
-# How long the first request (episode) waits for siblings' to share one Ray call: small against a decision's
-# simulation (4 steps of 10 ms on the synthetic workloads) and an update (seconds), large against a Ray call.
-REQUEST_COALESCE_S = 0.002
+# How long the first finished episode waits for siblings' to share one Ray call to the actor: small against an
+# update (seconds), large against a Ray call.
 EPISODE_COALESCE_S = 0.05
 INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
 MAX_INCARNATIONS = 1 << INCARNATION_BITS
@@ -54,10 +54,11 @@ def episode_id_prefix(rank: int, incarnation: int) -> int:
 
 @dataclass
 class StreamPlane:
-    """Who an env worker talks to in the async data plane (Ray actor handles, passed once at start)."""
+    """Who an env worker talks to in the async data plane (passed once at start)."""
 
-    rollouts: list[Any]
-    actor: Any
+    rollouts: list[Address]  # the rollout workers' request channels (recovery updates a restarted one's)
+    authkey: bytes  # the run's secret for the request channel: a connection without it is refused
+    actor: Any  # Ray actor handles
     gate: Any
     horizon: int  # decisions per episode at most (padding length)
 
@@ -102,6 +103,9 @@ class EnvStream:
         self.credits = StartCredits(lambda want: ray.get(plane.gate.acquire.remote(want, worker=self.worker_key)),
                                     self.stopping)  # fmt: skip
         self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
+        self.channel = RequestClient(rank, plane.authkey, self.deliver)
+        for rollout, address in enumerate(plane.rollouts):
+            self.channel.connect(rollout, address)
         # Episodes the actor cannot see yet, by their oldest decision's version: open ones (set when the first
         # answer is delivered, before the lane even wakes) and finished ones whose push has not reached the actor.
         self.open_version: dict[int, int] = {}  # env -> version
@@ -234,7 +238,7 @@ class EnvStream:
             self.latency["decisions"] += 1
         return slot.answer
 
-    # ---- answers from rollout workers (Ray calls on this worker's threads) -----------------------------------
+    # ---- answers from rollout workers (on the request channel's reader threads) ------------------------------
     def deliver(self, answer: dict[str, Any], rollout: int) -> None:
         """`answer`: numpy rows (actions, old_log_prob, values, policy_version, env_key, the request's clocks)."""
         now = time.time()
@@ -271,29 +275,18 @@ class EnvStream:
             slot.ready.set()
 
     # ---- sender threads ---------------------------------------------------------------------------------
-    def _siblings_stepping(self) -> int:
-        """(under the lock) This worker's envs that may still post a request soon: live, not posted, not waiting."""
-        posted = sum(1 for slot in self.slots if slot.posted is not None)
-        return len(self.lanes.live()) - posted
-
     def _send_requests(self) -> None:
         while True:
             with self.cond:
+                # no waiting for siblings: on the request channel a message costs tens of microseconds, and every
+                # millisecond here is a millisecond of the env's round trip (what was waiting goes in one message)
                 while not self.requests and not self.stopping.is_set():
                     self.cond.wait(0.1)
-                # Coalesce: one call for the envs that post within REQUEST_COALESCE_S of the first, unless no
-                # sibling is left to post (then waiting gains nothing). A Ray call costs both ends more CPU than a
-                # row of inference (docs/architecture.md), so fewer, larger calls are what a shared CPU needs.
-                deadline = time.monotonic() + REQUEST_COALESCE_S
-                while not self.stopping.is_set() and self._siblings_stepping() > 0:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.cond.wait(left)
                 if self.stopping.is_set():
                     return
                 batch, self.requests = self.requests, []
-                target = int(np.argmin(self.outstanding))
+                live = self.channel.live() or list(range(len(self.outstanding)))  # none: resent on rejoin
+                target = min(live, key=lambda r: self.outstanding[r])
                 self.outstanding[target] += len(batch)
                 for env, _, _ in batch:
                     self.slots[env].sent_to = target
@@ -310,7 +303,9 @@ class EnvStream:
                 "t_posted": np.array([t for _, _, t in batch]),
                 "t_sent": np.full(len(batch), time.time()),
             }
-            self.plane.rollouts[target].submit.remote(data)
+            self.channel.send(
+                target, data
+            )  # a lost connection: the rows are re-sent when it rejoins (resend)
 
     def _send_episodes(self) -> None:
         while True:
@@ -348,9 +343,11 @@ class EnvStream:
                         self.unconfirmed.pop(eid, None)
             self.pushes = [(r, ids) for r, ids in self.pushes if r not in done]
 
-    def resend(self, rollout: int) -> int:
-        """Rollout worker `rollout` was lost (controller/recovery.py): the requests it had not answered go out again,
-        under the same request ids, to whichever rollout worker is least loaded. -> how many."""
+    def resend(self, rollout: int, address: Address) -> int:
+        """Rollout worker `rollout` was lost and restarted at `address` (controller/recovery.py): reconnect; the
+        requests it had not answered go out again, under the same request ids, to whichever rollout worker is least
+        loaded. -> how many."""
+        self.channel.connect(rollout, address)
         with self.cond:
             self.outstanding[rollout] = 0
             again = [(env, *slot.posted) for env, slot in enumerate(self.slots)
@@ -405,6 +402,7 @@ class EnvStream:
                     break
         for t in self.threads:
             t.join(timeout=30)
+        self.channel.close()
         if self.finished:  # finished after the sender's last look
             ids = [e.episode_id for e in self.finished]
             self.pushes.append(

@@ -90,21 +90,14 @@ class EnvWorker(Worker):
         self.stream = EnvStream(self.lanes, self.rank, plane, incarnation)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def resend(self, rollout: int) -> int:
-        """Re-send the requests rollout worker `rollout` had not answered when its process died."""
-        return 0 if self.stream is None else self.stream.resend(rollout)
+    def resend(self, rollout: int, address: tuple[str, int]) -> int:
+        """Reconnect to rollout worker `rollout`, restarted at `address`, and re-send the requests it had not
+        answered when its process died."""
+        return 0 if self.stream is None else self.stream.resend(rollout, address)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def process_info(self) -> dict:
         return process_info("env", self.rank)
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
-    def deliver(self, answer: dict, rollout: int) -> None:
-        """Action chunks for some of this worker's envs, sent by a rollout worker. After a stop, answers still in
-        transit belong to abandoned episodes (counted there) and are ignored."""
-        stream = self.stream
-        if stream is not None:
-            stream.deliver(answer, rollout)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def oldest_open_version(self) -> int | None:

@@ -30,8 +30,8 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
               "VERL_DATAPROTO_SERIALIZATION_METHOD": "numpy", "MALLOC_ARENA_MAX": "2"}  # fmt: skip
 
 
-# Workers are threaded Ray actors: in the async data plane an env worker receives answers (`deliver`) while its envs
-# step, a rollout worker receives requests while it infers, and the actor receives episodes while it trains.
+# Workers are threaded Ray actors: in the async data plane an env worker answers the driver's polls while its envs
+# step, a rollout worker takes new weights while it serves, and the actor receives episodes while it trains.
 MAX_CONCURRENCY = 16
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import numpy as np
+import ray
 import torch
 from verl import DataProto
 from verl.single_controller.base import Worker
@@ -17,6 +17,7 @@ from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
 from verl_async_vla.sampling.inference_server import InferenceServer
+from verl_async_vla.sampling.request_channel import Address
 from verl_async_vla.telemetry.calibration import timed
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
@@ -82,16 +83,12 @@ class RolloutWorker(Worker):
 
     # ---- async data plane: requests straight from env workers -----------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def start_serving(self, env_workers: list[Any], max_batch: int, max_wait_ms: float) -> None:
-        self.server = InferenceServer(self.generate, self.model_lock, env_workers, self.rank, max_batch,
-                                      max_wait_ms / 1000.0)  # fmt: skip
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
-    def submit(self, rows: dict) -> None:
-        """Queue observation rows (numpy) from an env worker; the answer goes back to it directly."""
-        if self.server is None:
-            raise RuntimeError("RolloutWorker.submit before start_serving")
-        self.server.submit(rows)
+    def start_serving(self, max_batch: int, max_wait_ms: float, authkey: bytes) -> Address:
+        """Serve env workers' requests (sampling/inference_server.py). -> the request channel's address, where env
+        workers connect (sampling/request_channel.py)."""
+        self.server = InferenceServer(self.generate, self.model_lock, self.rank, max_batch, max_wait_ms / 1000.0,
+                                      ray.util.get_node_ip_address(), authkey)  # fmt: skip
+        return self.server.address
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def serving_stats(self) -> dict[str, float] | None:
