@@ -53,7 +53,8 @@ def test_an_env_worker_process_that_dies_is_restarted_and_rejoins(ray_session, s
     ledger = check_ledger(summary)
     # the dead process's open and unstarted episodes held start credits; they went back to the gate
     assert ledger["start_credits_lost_with_workers"] == event["credits_returned"] >= 1
-    assert summary["env_steps"] >= 1000 and {p["rank"] for p in pids} == {0, 1}
+    # the budget counts trained env steps; the finished count can miss the dead process's last unreported episodes
+    assert summary["env_steps_trained"] >= 1000 and {p["rank"] for p in pids} == {0, 1}
     # the restarted worker 0 produced episodes again (ids of incarnation 1) that reached the actor
     by_incarnation = collections.Counter(i >> 24 for i in controller.consumer["received"])
     assert by_incarnation[episode_id_prefix(0, 1)] > 0, by_incarnation
