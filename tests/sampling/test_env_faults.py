@@ -57,6 +57,25 @@ def test_a_hung_env_is_timed_out_and_its_siblings_go_on():
     ln.close()
 
 
+def test_a_lane_replaced_before_the_caller_waits_on_it_is_still_seen_as_hung():
+    # A lockstep caller waits on its envs in turn: when earlier envs are slow, the watchdog may replace a later
+    # env's lane before the caller gets to it. The wait must judge the call by the generation it was submitted
+    # under (not the one current when waiting starts), and find that env's rebuild filed.
+    ln = lanes("hang", env=0, after=2, timeout=0.5, hang_s=20.0)
+    ln.reset(np.arange(3))
+    call = ln._submit_guarded(0, ln.step_env, 0, np.zeros((1, 2), np.float32))
+    deadline = time.monotonic() + 10.0
+    while ln.generation[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ln.generation[0] == 1, "the watchdog did not replace the hung lane"
+    t0 = time.monotonic()
+    fault = ln._wait(0, call)
+    assert fault.kind == "hang" and time.monotonic() - t0 < 5.0  # not the 20 s the old lane stays hung
+    assert ln._settle(0, fault) is None and 0 not in ln.rebuilding  # its rebuild was found and awaited
+    assert len(ln.reset(np.arange(3)).env_ids) == 3
+    ln.close()
+
+
 def test_a_policy_fault_discards_the_episode_without_rebuilding_the_env():
     ln = lanes()
     ln.reset(np.arange(3))

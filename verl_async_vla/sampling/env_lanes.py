@@ -226,14 +226,22 @@ class EnvLanes:
         return self._pools[env].submit(fn, *args)
 
     # ---- lockstep callers (sync training, evaluation) ------------------------------------------------------
-    def _wait(self, env: int, future: Future[T]) -> T | EnvFault:
+    def _submit_guarded(self, env: int, fn: Callable[..., T], *args: Any) -> tuple[Future[T], int]:
+        """Submit on env's lane and note the lane's generation at that moment: a lockstep caller that waits on
+        several envs in turn may only get to this one after the watchdog replaced its lane."""
+        with self.lock:  # the watchdog bumps the generation and files the rebuild under this lock
+            return self._pools[env].submit(fn, *args), self.generation[env]
+
+    def _wait(self, env: int, call: tuple[Future[T], int]) -> T | EnvFault:
         """The call's result, or the fault it ended in (a hang is noticed by the watchdog)."""
-        gen = self.generation[env]
+        future, gen = call
         while True:
             try:
                 return future.result(timeout=0.5)
             except FutureTimeout:
-                if gen != self.generation[env]:
+                with self.lock:  # a new generation and its entry in `rebuilding` appear together
+                    replaced = gen != self.generation[env]
+                if replaced:
                     return EnvFault("hang", "replaced after a timeout")
             except (EnvFault, StaleLane) as fault:
                 return fault if isinstance(fault, EnvFault) else EnvFault("hang", "replaced after a timeout")
@@ -254,7 +262,7 @@ class EnvLanes:
         rows = [(k, int(i)) for k, i in enumerate(env_ids) if not self.health[int(i)].quarantined]
         got: dict[int, ShardObs] = {}
         while rows:
-            futures = [(k, i, self.submit(i, self.reset_env, i, None if seeds is None else int(seeds[k])))
+            futures = [(k, i, self._submit_guarded(i, self.reset_env, i, None if seeds is None else int(seeds[k])))
                        for k, i in rows]  # fmt: skip
             retry = []
             for k, i, f in futures:
@@ -270,7 +278,9 @@ class EnvLanes:
     def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
         """Step several envs in parallel; a call lasts as long as its slowest env (the lockstep barrier). A faulted
         env's row comes back `discarded` (its episode is lost; it is rebuilt and plays again in the next wave)."""
-        futures = [self.submit(int(i), self.step_env, int(i), actions[k]) for k, i in enumerate(env_ids)]
+        futures = [
+            self._submit_guarded(int(i), self.step_env, int(i), actions[k]) for k, i in enumerate(env_ids)
+        ]
         parts, discarded = [], []
         for k, i in enumerate(env_ids):
             res = self._settle(int(i), self._wait(int(i), futures[k]))
