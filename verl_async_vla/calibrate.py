@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 ENV_SECONDS = 10.0  # each env's free run: several episodes, long-tail resets included
 INFER_SECONDS = 1.5  # per batch size
-ACTOR_UPDATES = 2
+ACTOR_UPDATES = 5  # each timed apart; the fastest sets the capacity (telemetry/calibration.py)
 
 
 def record_batch(workers: Any, episodes_wanted: int) -> list[Episode]:

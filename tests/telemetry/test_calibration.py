@@ -60,6 +60,21 @@ def test_inference_counts_at_its_cheapest_batch_in_env_steps():
     assert b["machine"] == pytest.approx(min(2 / (1e-3 + 1 / 3200 + 2e-3), 500.0))
 
 
+def test_the_actor_counts_at_its_fastest_timed_update():
+    # three updates of 1000 env steps; the second was slowed by something else on the machine
+    per_update = [{"wall_s": 2.0, "cpu_s": 1.9}, {"wall_s": 5.0, "cpu_s": 4.0}, {"wall_s": 2.5, "cpu_s": 2.4}]
+    measured = {
+        "cores": 2, "env_steps_per_decision": 4.0,
+        "env": {"env_steps": 1000, "env_steps_per_s": 5000.0, "cpu_s": 0.1},
+        "rollout": {"workers": 1, "batches": [{"batch": 8, "rows": 8000, "wall_s": 1.0, "cpu_s": 0.1}]},
+        "actor": {"updates": 3, "env_steps": 3000, "wall_s": 9.5, "cpu_s": 8.3, "per_update": per_update,
+                  "env_steps_per_update": 1000},
+    }  # fmt: skip
+    b = bounds_from_measurements(measured)
+    assert b["stages"]["actor"] == {"capacity": pytest.approx(500.0), "cpu_s_per_step": pytest.approx(1.9e-3)}
+    assert b["slowest"] == "actor" and b["disaggregated"] == pytest.approx(500.0)
+
+
 @pytest.mark.slow
 def test_a_calibrated_env_stage_runs_at_the_rate_its_latency_allows(ray_session, small_cfg):
     """env.latency=uniform sleeps 10 ms per control step: 4 envs on their own lanes can do at most 400 env steps a

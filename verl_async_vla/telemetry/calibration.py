@@ -75,7 +75,11 @@ def stage_costs_from_measurements(measured: dict[str, Any]) -> dict[str, StageCo
     rollout = StageCost(
         workers * best["rows"] / best["wall_s"] * per_decision, best["cpu_s"] / best["rows"] / per_decision
     )
-    actor_cost = StageCost(actor["env_steps"] / actor["wall_s"], actor["cpu_s"] / actor["env_steps"])
+    # the fastest of the timed updates: anything else on the machine (a process ending, the first update's
+    # allocations) only slows an update, and a bound must hold for the best trainer
+    fastest = min(actor.get("per_update", [actor]), key=lambda u: u["wall_s"])
+    steps = actor["env_steps_per_update"] if "per_update" in actor else actor["env_steps"]
+    actor_cost = StageCost(steps / fastest["wall_s"], fastest["cpu_s"] / steps)
     return {"env": env_cost, "rollout": rollout, "actor": actor_cost}
 
 

@@ -292,17 +292,18 @@ class ActorWorker(Worker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def calibrate(self, batch: DataProto, updates: int) -> dict:
         """The actor alone (telemetry/calibration.py): `updates` PPO updates on one recorded, on-policy batch (the
-        behaviour policy is the proximal one, so no scoring pass), then the proximal scoring pass alone, timed
-        apart. Only for a calibration worker set: the weights it leaves behind are not meant to be trained on."""
+        behaviour policy is the proximal one, so no scoring pass), each timed on its own, then the proximal scoring
+        pass alone. Only for a calibration worker set: the weights it leaves behind are not meant to be trained on."""
         add_proximal_columns(batch)
         take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
         env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
         with self.state_lock:
-            update = measure(lambda: [self._update(batch) for _ in range(updates)])
+            each = [measure(lambda: self._update(batch)) for _ in range(updates)]
             with torch.no_grad():
                 score = measure(lambda: self._evaluate(batch, torch.arange(len(batch))))
-        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": update["wall_s"],
-                "cpu_s": update["cpu_s"], "score_wall_s": score["wall_s"], "score_cpu_s": score["cpu_s"]}  # fmt: skip
+        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": sum(u["wall_s"] for u in each),
+                "cpu_s": sum(u["cpu_s"] for u in each), "per_update": each, "env_steps_per_update": env_steps,
+                "score_wall_s": score["wall_s"], "score_cpu_s": score["cpu_s"]}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ledger_report(self) -> dict[str, list[int]]:
