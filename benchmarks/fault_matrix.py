@@ -26,8 +26,8 @@ from pathlib import Path
 
 from common import ROOT, write_result
 
-from verl_async_vla.config.validate import validate
 from verl_async_vla.controller.supervisor import train_with_restarts
+from verl_async_vla.validate import validate
 from verl_async_vla.workers.placement import init_ray
 
 ENV_FAULTS = {"raise": "raise", "hang": "hang", "nan_obs": "nan_obs", "env_process_dies": "die"}

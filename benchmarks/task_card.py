@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from common import write_result
 
-from verl_async_vla.config.validate import validate
 from verl_async_vla.envs.embedded import EmbeddedReachShard
 from verl_async_vla.eval import greedy, play
 from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import load_checkpoint
 from verl_async_vla.models.sft import ensure_sft_checkpoint
+from verl_async_vla.validate import validate
 
 EPISODES = 256
 SEED_BASE = 2_000_000_000  # a range neither training nor periodic evaluation draws

@@ -35,9 +35,9 @@ from pathlib import Path
 import ray
 from common import ROOT, host_used_gb, write_result
 
-from verl_async_vla.config.validate import validate
 from verl_async_vla.controller.workers import WorkerSet
 from verl_async_vla.models.sft import start_checkpoint
+from verl_async_vla.validate import validate
 from verl_async_vla.workers import ActorWorker, RolloutWorker
 from verl_async_vla.workers.placement import WORKER_ENV, init_ray, release, spawn_group
 

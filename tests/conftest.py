@@ -20,7 +20,7 @@ def ray_session():
 @pytest.fixture
 def small_cfg(tmp_path):
     """A run config small enough for tests: 2 shards x 2 envs, short episodes, tiny SFT, cache under tmp."""
-    from verl_async_vla.config.validate import validate
+    from verl_async_vla.validate import validate
 
     return validate(
         {

@@ -28,11 +28,11 @@ from verl import DataProto
 
 from verl_async_vla.config import CONFIG_DIR
 from verl_async_vla.config.schema import RunConfig
-from verl_async_vla.config.validate import validate
 from verl_async_vla.sampling.lockstep import play_episodes
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.telemetry.calibration import bounds_from_measurements
 from verl_async_vla.telemetry.run_log import source_commit
+from verl_async_vla.validate import validate
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from ray.exceptions import RayError
 
 from verl_async_vla.config import CONFIG_DIR
-from verl_async_vla.config.validate import validate
+from verl_async_vla.validate import validate
 
 
 def run(cfg: DictConfig) -> dict:

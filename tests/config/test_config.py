@@ -7,8 +7,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
 from verl_async_vla.config import CONFIG_DIR
-from verl_async_vla.config.validate import validate
 from verl_async_vla.controller import CONTROLLERS, build_controller
+from verl_async_vla.validate import validate
 
 
 def compose_cfg(*overrides):
@@ -128,7 +128,7 @@ def test_yaml_defaults_match_the_dataclass_defaults():
     ],
 )
 def test_fault_settings_are_checked_before_ray(override, message):
-    from verl_async_vla.config.validate import validate
+    from verl_async_vla.validate import validate
 
     key, value = override.split("=")
     node: dict = {}

@@ -25,7 +25,7 @@ def train(cfg, stop_after=None):
 
         def end_then_maybe_stop(metrics, t0):
             end(metrics, t0)
-            if controller.iteration >= stop_after:
+            if controller.counters.iteration >= stop_after:
                 controller.request_stop("test")
 
         controller.end_iteration = end_then_maybe_stop

@@ -74,9 +74,9 @@ def test_a_rollout_worker_process_killed_by_pid_is_restarted_and_rejoins(ray_ses
     runner.start()
     try:
         deadline = time.monotonic() + 300
-        while controller.env_steps < 100 and runner.is_alive() and time.monotonic() < deadline:
+        while controller.counters.env_steps < 100 and runner.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert controller.env_steps >= 100, "the run made no progress before the kill"
+        assert controller.counters.env_steps >= 100, "the run made no progress before the kill"
         pid = ray.get(controller.workers.rollout.handles[0].process_info.remote())["pid"]
         os.kill(pid, signal.SIGKILL)
         runner.join(timeout=600)

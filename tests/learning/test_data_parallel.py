@@ -12,9 +12,9 @@ import torch
 from verl_async_vla.controller import build_controller
 from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import load_checkpoint, save_checkpoint
+from verl_async_vla.plumbing.wire import weights_from_wire
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 from verl_async_vla.workers import ActorWorker
-from verl_async_vla.workers.codec import weights_from_wire
 from verl_async_vla.workers.placement import release, spawn_group
 
 pytestmark = pytest.mark.slow

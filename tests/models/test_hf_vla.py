@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "assets"))
 from tiny_hf_vlm import write_tiny_paligemma  # noqa: E402
 
 from verl_async_vla.config.schema import ModelConfig  # noqa: E402
-from verl_async_vla.config.validate import validate  # noqa: E402
 from verl_async_vla.models import PolicyObs, build_policy  # noqa: E402
 from verl_async_vla.models.checkpoint import load_checkpoint
+from verl_async_vla.validate import validate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from verl_async_vla.config.validate import validate
 from verl_async_vla.controller import build_controller
+from verl_async_vla.validate import validate
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from verl import DataProto
 
 from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import save_checkpoint
+from verl_async_vla.plumbing.wire import weights_from_wire, weights_to_wire
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
-from verl_async_vla.workers.codec import weights_from_wire, weights_to_wire
 from verl_async_vla.workers.env_worker import actions_for_all_envs
 from verl_async_vla.workers.placement import spawn_group
 

@@ -1,4 +1,4 @@
-"""Typed configs. Hydra yaml is merged onto these dataclasses at start-up (config/validate.py), so a misspelt key or
+"""Typed configs. Hydra yaml is merged onto these dataclasses at start-up (validate.py), so a misspelt key or
 a wrong type fails in the first second with OmegaConf's message naming the key, not an hour into a run. This module
 imports nothing of the package: every registry may import it."""
 
@@ -170,7 +170,7 @@ class TrainerConfig:
     )
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
     # CPU priority (Linux nice, added to the worker processes' own): the actor keeps its priority and the producers
-    # yield to it, so on shared cores the stage that sets the pace never waits for a core (workers/process.py)
+    # yield to it, so on shared cores the stage that sets the pace never waits for a core (plumbing/process.py)
     env_nice: int = 10
     rollout_nice: int = 5
     eval_every: int = 10  # iterations; 0 disables

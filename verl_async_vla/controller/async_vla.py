@@ -62,12 +62,12 @@ class AsyncVLAController(Controller):
                                        self.fit_start, on_rejoin=self.write_process_table)  # fmt: skip
         iteration_t0 = time.monotonic()
         # a resumed run counts on from its checkpoint: the env workers count only this run's steps
-        done, executed = self.env_steps, self.env_steps_executed
-        trained, episodes, cap = self.env_steps_trained, self.episodes_trained, None
+        done, executed = self.counters.env_steps, self.counters.env_steps_executed
+        trained, episodes, cap = self.counters.env_steps_trained, self.counters.episodes_trained, None
         while self.budget_left():
             # no episode starts beyond what the budget still trains (learning/budget.py): none is thrown away
-            wanted = episodes_for_budget(t.total_env_steps - trained, self.env_steps_trained - trained,
-                                         self.episodes_trained - episodes, self.cfg.algo.train_batch_episodes,
+            wanted = episodes_for_budget(t.total_env_steps - trained, self.counters.env_steps_trained - trained,
+                                         self.counters.episodes_trained - episodes, self.cfg.algo.train_batch_episodes,
                                          self.cfg.env.max_episode_steps)  # fmt: skip
             if wanted != cap:
                 cap = wanted
@@ -75,8 +75,8 @@ class AsyncVLAController(Controller):
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
             counts = self.recovery.poll()
-            self.env_steps = done + counts["finished_env_steps"]
-            self.env_steps_executed = executed + counts["executed_env_steps"]
+            self.counters.env_steps = done + counts["finished_env_steps"]
+            self.counters.env_steps_executed = executed + counts["executed_env_steps"]
             for metrics in status["metrics"]:
                 self.policy_version = int(metrics["actor/policy_version"])
                 self.end_iteration(metrics, iteration_t0)
@@ -92,8 +92,8 @@ class AsyncVLAController(Controller):
         # counted before the last updates are logged: their checkpoint must not hold fewer finished steps than
         # trained ones (a resumed run counts on from it)
         counts = self.recovery.counters()
-        self.env_steps = done + counts["finished_env_steps"]
-        self.env_steps_executed = executed + counts["executed_env_steps"]
+        self.counters.env_steps = done + counts["finished_env_steps"]
+        self.counters.env_steps_executed = executed + counts["executed_env_steps"]
         self.consumer = ray.get(actor.stop_stream.remote())
         self.serving = ray.get([r.stop_serving.remote() for r in rollouts]) + self.recovery.serving_lost
         for metrics in self.consumer.pop("metrics"):
@@ -111,12 +111,12 @@ class AsyncVLAController(Controller):
 
     # ---- evaluation beside training -----------------------------------------------------------------------
     def periodic_eval(self) -> dict[str, Any]:
-        self.evaluator.start(self.env_steps)  # its result is logged by _log_evaluations when ready
+        self.evaluator.start(self.counters.env_steps)  # its result is logged by _log_evaluations when ready
         return {}
 
     def _log_evaluations(self, wait: bool = False) -> None:
         for rec in self.evaluator.finished(wait):
-            self.run_log.log({"iteration": self.iteration, "policy_version": self.policy_version, **rec,
+            self.run_log.log({"iteration": self.counters.iteration, "policy_version": self.policy_version, **rec,
                               "eval/seconds_total": self.evaluator.seconds})  # fmt: skip
 
     # ---- accounting ---------------------------------------------------------------------------------------

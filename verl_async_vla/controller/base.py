@@ -1,6 +1,7 @@
 """The whole run, shared by both trainers: spawn the workers, evaluate the start, `fit` (the only thing the trainers
 differ in), evaluate the end, reconcile the ledger, export the timeline, write the summary. The collaborators do the
-work: `controller/workers.py` (worker groups, weight publication), `controller/evaluation.py`, `telemetry/`
+work: `controller/workers.py` (worker groups, weight publication), `controller/evaluation.py`, `controller/run_state.py`
+(the counters a checkpoint keeps), `controller/summary.py` (summary.json), `telemetry/`
 (metrics through verl's Tracking, timeline), `learning/ledger.py`."""
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import ray
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.controller.checkpointing import RunCheckpointer
 from verl_async_vla.controller.evaluation import Evaluator
+from verl_async_vla.controller.run_state import RunCounters
+from verl_async_vla.controller.summary import FitClock, run_summary
 from verl_async_vla.controller.workers import WorkerSet, spawn_workers
 from verl_async_vla.sampling.trajectory import Episode
-from verl_async_vla.telemetry import host_cpu
-from verl_async_vla.telemetry.run_log import RunLog, source_commit
+from verl_async_vla.telemetry.run_log import RunLog
 from verl_async_vla.telemetry.timeline import export_timeline
 
 log = logging.getLogger(__name__)
@@ -33,18 +35,16 @@ log = logging.getLogger(__name__)
 
 class Controller(ABC):
     name: str = "base"
+    # the envs run in lockstep with the driver, so a checkpoint at an update boundary can restore them exactly
+    # (their RNG and episode counts; controller/checkpointing.py)
+    exact_resume = False
     # sync evaluates inside its loop, so its evaluation time is taken out of its throughput; async evaluates beside
     # training on its own workers, so nothing is taken out (its cost shows as contention)
     eval_blocks_training = True
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self.env_steps = 0  # in finished (produced) episodes: the x-axis of learning curves and the budget
-        self.env_steps_executed = 0  # every control step run, open episodes included
-        # env steps that entered an update: the budget (`trainer.total_env_steps`) and the throughput headline
-        self.env_steps_trained = 0
-        self.episodes_trained = 0
-        self.iteration = 0
+        self.counters = RunCounters()  # what a run checkpoint saves and restores
         self.policy_version = 0
         self.horizon = math.ceil(
             cfg.env.max_episode_steps / cfg.model.chunk
@@ -110,33 +110,37 @@ class Controller(ABC):
         """Metrics, progress bar, evaluation and checkpoint cadence. `metrics` carries the update's own figures,
         train/success among them."""
         assert self.run_log is not None
-        self.iteration += 1
-        self.env_steps_trained += int(metrics.get("actor/trained_env_steps", 0))
-        self.episodes_trained += int(metrics.get("actor/episodes", 0))
+        self.counters.iteration += 1
+        self.counters.env_steps_trained += int(metrics.get("actor/trained_env_steps", 0))
+        self.counters.episodes_trained += int(metrics.get("actor/episodes", 0))
         t = self.cfg.trainer
         record: dict[str, Any] = {
-            "iteration": self.iteration,
-            "env_steps": self.env_steps,
+            "iteration": self.counters.iteration,
+            "env_steps": self.counters.env_steps,
             "policy_version": self.policy_version,
             "time/iteration_s": time.monotonic() - t0,
             "train_wall_s": self.train_wall(),
             **metrics,
         }
-        if t.eval_every and self.evaluator.enabled and self.iteration % t.eval_every == 0:
+        if t.eval_every and self.evaluator.enabled and self.counters.iteration % t.eval_every == 0:
             record.update(self.periodic_eval())
-        if t.checkpoint_every and self.iteration % t.checkpoint_every == 0:
-            self.checkpointer.save(self)
+        if t.checkpoint_every and self.counters.iteration % t.checkpoint_every == 0:
+            self.checkpointer.save(self.counters, self.train_wall(), self.driver_state(), self.workers, self.cfg,
+                                   self.exact_resume)  # fmt: skip
         self.run_log.log(record)
         elapsed = time.monotonic() - self.run_log.start
         self.run_log.progress(
-            self.env_steps, steps_per_s=self.env_steps / max(elapsed, 1e-9), success=record["train/success"],
+            self.counters.env_steps, steps_per_s=self.counters.env_steps / max(elapsed, 1e-9), success=record["train/success"],
             v=self.policy_version,
         )  # fmt: skip
 
     def budget_left(self) -> bool:
         """The budget counts trained env steps, the same for both trainers: a run ends after the update that
         reaches it, so no trainer is credited with work it never trained."""
-        return self.env_steps_trained < self.cfg.trainer.total_env_steps and not self.stop_requested.is_set()
+        return (
+            self.counters.env_steps_trained < self.cfg.trainer.total_env_steps
+            and not self.stop_requested.is_set()
+        )
 
     def train_wall(self) -> float:
         wall = time.monotonic() - self.fit_start + self.wall_offset
@@ -197,10 +201,13 @@ class Controller(ABC):
                 "trainer.resume=auto: no run checkpoint in %s, starting a new run", self.checkpointer.root
             )
             return
-        self.resumed = self.checkpointer.restore(self, path)
+        self.resumed = self.checkpointer.restore(path, self.workers, self.cfg, self.exact_resume)
         self.resumed["path"] = str(path)
+        self.counters = RunCounters.from_json(self.resumed)
+        self.wall_offset = self.resumed["train_wall_s"]
+        self.restore_driver_state(self.resumed["driver"])
         log.info("resumed from %s: iteration %d, policy version %d, %d env steps", path,
-                 self.iteration, self.resumed["policy_version"], self.env_steps)  # fmt: skip
+                 self.counters.iteration, self.resumed["policy_version"], self.counters.env_steps)  # fmt: skip
 
     def train(self) -> dict[str, Any]:
         self.setup()
@@ -225,58 +232,33 @@ class Controller(ABC):
         if not self.resumed:
             self.run_log.log({"iteration": 0, "env_steps": 0, "policy_version": self.policy_version,
                               "eval/success": success_start, "train_wall_s": 0.0})  # fmt: skip
-        cpu0, host0, executed0 = time.process_time(), host_cpu.read(), self.env_steps_executed
+        clock = FitClock(self.counters.env_steps_executed)
         self.fit()
-        # the driver process's own CPU time (its threads included): what the control plane costs
-        driver_cpu_s = time.process_time() - cpu0
-        # the whole machine's CPU over the same window (evaluation included where it runs inside it)
-        host = host_cpu.usage(host0, host_cpu.read(), self.env_steps_executed - executed0)
+        cpu = clock.stop(self.counters.env_steps_executed)
         wall = self.train_wall()
         eval_seconds_in_fit = self.evaluator.seconds
         timeline = self.export_timeline(fit_start_wall, time.time()) if self.cfg.trainer.timeline else None
         # a stopped run (a preempted job) skips the final evaluation: the checkpoint and summary come first
         final_eval = None if self.stop_requested.is_set() else self.evaluator.evaluate()
         success_final = final_eval[0] if final_eval else None
-        self.run_log.log({"iteration": self.iteration, "env_steps": self.env_steps, "train_wall_s": wall,
-                          "policy_version": self.policy_version, "eval/success": success_final,
+        self.run_log.log({"iteration": self.counters.iteration, "env_steps": self.counters.env_steps,
+                          "train_wall_s": wall, "policy_version": self.policy_version, "eval/success": success_final,
                           "final": True})  # fmt: skip
-        ledger = self.ledger()
-        faults = self.fault_report()
-        final = self.save("final.safetensors")
-        self.run_log.plot()
-        summary = {
-            "trainer": self.name,
+        reports = {
             "stopped": self.stop_reason,  # None: the run reached its budget
-            "resumed_from": None
-            if not self.resumed
+            "resumed_from": None if not self.resumed
             else {"checkpoint": self.resumed["path"], "iteration": self.resumed["iteration"]},
-            "seed": self.cfg.seed,
-            "success_start": success_start,
-            "success_final": success_final,
-            "env_steps": self.env_steps,
-            "wall_minutes": wall / 60.0,
-            "env_steps_executed": self.env_steps_executed,
-            "env_steps_trained": self.env_steps_trained,
-            # the headline: env steps that entered an update, per second of training
-            "trained_env_steps_per_s": self.env_steps_trained / wall,
-            # executed, open episodes included: what the envs ran, trained or not
-            "env_steps_per_s": self.env_steps_executed / wall,
-            "untrained_share": 1.0 - self.env_steps_trained / max(self.env_steps_executed, 1),
-            "driver_cpu_s": driver_cpu_s,
-            "driver_cpu_us_per_env_step": 1e6 * driver_cpu_s / max(self.env_steps_executed, 1),
-            "host_cpu": host,
-            "iterations": self.iteration,
-            "policy_version": self.policy_version,
             "eval_seconds_during_training": eval_seconds_in_fit,
-            "ledger": ledger,
-            "faults": faults,
+            "ledger": self.ledger(),
+            "faults": self.fault_report(),
             "timeline": timeline,
             "scheduler": self.scheduler_stats(),
-            "checkpoint": final,
-            "run_dir": str(self.run_log.dir),
-            "commit": source_commit(),  # the code this run was made with
-            "date": self.run_log.started,
-        }
+        }  # fmt: skip
+        final = self.save("final.safetensors")
+        self.run_log.plot()
+        summary = run_summary(self.name, self.cfg.seed, self.counters, wall, self.policy_version,
+                              (success_start, success_final), cpu, reports, checkpoint=final,
+                              run_dir=str(self.run_log.dir), date=self.run_log.started)  # fmt: skip
         self.run_log.close()
         (Path(self.run_log.dir) / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
@@ -298,7 +280,7 @@ class Controller(ABC):
         assert self.run_log is not None
         w = self.workers
         spans = [s for wg in (w.env, w.rollout, w.actor) for part in wg.drain_spans() for s in part]
-        return export_timeline(spans, t0, t1, self.env_steps_executed, self.run_log.history, self.run_log.dir,
+        return export_timeline(spans, t0, t1, self.counters.env_steps_executed, self.run_log.history, self.run_log.dir,
                                self.name)  # fmt: skip
 
     def release_workers(self) -> None:

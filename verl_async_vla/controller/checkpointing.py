@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from verl_async_vla.controller.run_state import RunCounters
 from verl_async_vla.telemetry.run_log import source_commit
 
 if TYPE_CHECKING:
-    from verl_async_vla.controller.base import Controller
+    from verl_async_vla.config.schema import RunConfig
+    from verl_async_vla.controller.workers import WorkerSet
 
 FORMAT = "verl_async_vla/run-v1"
 # Keys a resumed run may change: where and how long it runs, and how it reports.
@@ -64,9 +66,12 @@ class RunCheckpointer:
                              f"run_* directory in {self.root} or start a new run.")  # fmt: skip
         return path
 
-    def save(self, controller: Controller) -> Path:
-        w = controller.workers
-        name = f"run_{controller.iteration:06d}"
+    def save(self, counters: RunCounters, train_wall_s: float, driver: dict[str, Any], workers: WorkerSet,
+             cfg: RunConfig, exact: bool) -> Path:  # fmt: skip
+        """`driver`: what the trainer's own scheduling must keep (sync: its ledger and episode ids). `exact`: the
+        envs run in lockstep, so their RNG and episode counts are saved for an exact resume."""
+        w = workers
+        name = f"run_{counters.iteration:06d}"
         tmp, final = self.root / (name + ".tmp"), self.root / name
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -75,21 +80,17 @@ class RunCheckpointer:
         ]  # the actor writes its own state: the driver never holds weights
         state = {
             "format": FORMAT,
-            "iteration": controller.iteration,
+            **counters.to_json(),
             "policy_version": actor["policy_version"],
-            "env_steps": controller.env_steps,
-            "env_steps_executed": controller.env_steps_executed,
-            "env_steps_trained": controller.env_steps_trained,
-            "episodes_trained": controller.episodes_trained,
-            "train_wall_s": controller.train_wall(),
-            "driver": controller.driver_state(),
+            "train_wall_s": train_wall_s,
+            "driver": driver,
             # a rollout worker being restarted (async_vla rejoins it) has no state worth saving: None
             "rollout_rng": [_or_none(h.rng_state.remote()) for h in w.rollout.handles],
             # async: every env lane runs its episode loop, and layouts depend on timing anyway
-            "env_rng": w.env.rng_state() if controller.name == "sync" else None,
+            "env_rng": w.env.rng_state() if exact else None,
             # the lockstep producers' own episode counts, compared with the driver's ledger at the end
-            "env_counts": w.env.episode_counts() if controller.name == "sync" else None,
-            "config": dataclasses.asdict(controller.cfg),
+            "env_counts": w.env.episode_counts() if exact else None,
+            "config": dataclasses.asdict(cfg),
             "commit": source_commit(),
         }
         (tmp / "run.json").write_text(json.dumps(state))
@@ -102,7 +103,10 @@ class RunCheckpointer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def restore(self, controller: Controller, path: Path) -> dict[str, Any]:
+    def restore(self, path: Path, workers: WorkerSet, cfg: RunConfig, exact: bool) -> dict[str, Any]:
+        """Load the workers' states from `path` and return run.json (`RunCounters.from_json` reads its counters,
+        `driver` the trainer's own state, `train_wall_s` the training seconds so far). `exact`: also load the
+        actor's RNG (an exact resume)."""
         try:
             state = json.loads((path / "run.json").read_text())
         except (OSError, json.JSONDecodeError) as err:
@@ -111,17 +115,16 @@ class RunCheckpointer:
             raise ValueError(
                 f"{path} is not a verl-async-vla run checkpoint (format {state.get('format')!r})."
             )
-        differs = config_differences(state["config"], dataclasses.asdict(controller.cfg))
+        differs = config_differences(state["config"], dataclasses.asdict(cfg))
         if differs:
-            saved, now = _flatten(state["config"]), _flatten(dataclasses.asdict(controller.cfg))
+            saved, now = _flatten(state["config"]), _flatten(dataclasses.asdict(cfg))
             listed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differs[:6])
             raise ValueError(f"the checkpoint {path} was written under another config ({listed}); resume with the "
                              f"run's own config (its config.yaml) or start a new run.")  # fmt: skip
-        w = controller.workers
+        w = workers
         if len(state["rollout_rng"]) != len(w.rollout.handles):  # the config check covers it; a damaged file
             raise ValueError(f"{path}: the checkpoint has {len(state['rollout_rng'])} rollout workers' RNG states "
                              f"for {len(w.rollout.handles)} workers; the checkpoint is damaged.")  # fmt: skip
-        exact = controller.name == "sync"
         try:
             ray.get([h.load_state.remote(str(path), exact) for h in w.actor.handles])
         except ray.exceptions.RayTaskError as err:
@@ -137,14 +140,6 @@ class RunCheckpointer:
                     for h, c in zip(w.env.handles, state["env_counts"], strict=True)
                 ]
             )
-        controller.iteration = state["iteration"]
-        controller.env_steps = state["env_steps"]
-        controller.env_steps_executed = state["env_steps_executed"]
-        # a checkpoint from before this counter existed: its finished env steps are the closest figure it has
-        controller.env_steps_trained = state.get("env_steps_trained", state["env_steps"])
-        controller.episodes_trained = state.get("episodes_trained", 0)
-        controller.wall_offset = state["train_wall_s"]
-        controller.restore_driver_state(state["driver"])
         return state
 
 

@@ -53,7 +53,7 @@ def train_with_restarts(cfg: RunConfig, stop_on_signals: bool = False) -> dict[s
                     f"a worker process was lost ({err!r}) before the first run checkpoint; nothing to resume from "
                     "(lower trainer.checkpoint_every to checkpoint sooner)."
                 ) from err
-            restarts.append({"after_iteration": controller.iteration, "error": repr(err)[:300],
+            restarts.append({"after_iteration": controller.counters.iteration, "error": repr(err)[:300],
                              "resumed_from": str(checkpoint)})  # fmt: skip
             log.error("a worker process was lost (%r); restarting the run from %s (restart %d of "
                       "trainer.run_restarts=%d)", err, checkpoint, len(restarts), cfg.trainer.run_restarts)  # fmt: skip

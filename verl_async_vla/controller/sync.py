@@ -20,6 +20,7 @@ from verl_async_vla.sampling.trajectory import episodes_to_proto, next_episode_i
 
 class SyncController(Controller):
     name = "sync"
+    exact_resume = True
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -45,12 +46,12 @@ class SyncController(Controller):
                     w.env, w.rollout, stages=self.cfg.trainer.pipeline_stages
                 )
                 episodes += wave
-                self.env_steps_executed += executed
+                self.counters.env_steps_executed += executed
                 self.discarded += lost
             if not episodes:  # stopped before a wave finished
                 break
             self.produced.record_produced((e.episode_id, len(e)) for e in episodes)
-            self.env_steps += sum(e.env_steps for e in episodes)
+            self.counters.env_steps += sum(e.env_steps for e in episodes)
             result = w.actor.ingest(episodes_to_proto(episodes, self.horizon))[0]
             if result["updated"]:
                 self.policy_version = w.publish()

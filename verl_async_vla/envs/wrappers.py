@@ -84,7 +84,7 @@ FAULT_KINDS = ("none", "raise", "hang", "nan_obs", "die", "schedule")
 
 class _InjectionCounter:
     """How many faults were injected, per key, surviving the restart of a worker process or of the whole run (a
-    `die` would otherwise repeat forever): files in the temp dir, under `token` (config/validate.py derives it from
+    `die` would otherwise repeat forever): files in the temp dir, under `token` (validate.py derives it from
     the run dir), else the Ray actor id (kept across restarts) or, outside Ray, the process id. `claim` is atomic
     (O_EXCL), so a scheduled fault fires once however many envs race for it."""
 

@@ -35,8 +35,8 @@ from verl import DataProto
 from verl_async_vla.learning.episode_queue import EpisodeQueue, add_proximal_columns
 from verl_async_vla.learning.staleness import StalenessGate
 from verl_async_vla.learning.weight_plane import publish as publish_weights
-from verl_async_vla.workers.codec import weights_to_wire
-from verl_async_vla.workers.process import answers_from_live
+from verl_async_vla.plumbing.process import answers_from_live
+from verl_async_vla.plumbing.wire import weights_to_wire
 
 log = logging.getLogger(__name__)
 

@@ -121,8 +121,8 @@ def publish(weights: dict[str, torch.Tensor], version: int, rollouts: list, tran
     """Send one version to every rollout worker by `transport`; -> their answers (each its version and how long it
     stopped serving). A rollout worker that is down is skipped (it gets the weights when it rejoins)."""
     # imported here: the worker classes import this module (workers/ -> learning/weight_plane -> workers/)
-    from verl_async_vla.workers.codec import weights_to_wire
-    from verl_async_vla.workers.process import answers_from_live
+    from verl_async_vla.plumbing.process import answers_from_live
+    from verl_async_vla.plumbing.wire import weights_to_wire
 
     if transport == "collective":
         if group is None:

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import ray
 
+from verl_async_vla.plumbing.wire import ENV_KEY_STRIDE, split_env_key
 from verl_async_vla.sampling.env_faults import EnvFault, StaleLane
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.request_channel import Address, RequestClient
 from verl_async_vla.sampling.start_credits import StartCredits
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
-from verl_async_vla.workers.codec import ENV_KEY_STRIDE, split_env_key
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
 # How long the first finished episode waits for siblings' to share one Ray call to the actor: small against an

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from verl import DataProto
 
+from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.batcher import DynamicBatcher
 from verl_async_vla.sampling.request_channel import Address, RequestServer
-from verl_async_vla.workers.codec import split_env_key
 
 
 class InferenceServer:

@@ -10,8 +10,8 @@ import torch
 from verl import DataProto
 from verl.single_controller.ray import RayWorkerGroup
 
+from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.trajectory import Episode, EpisodeAssembler
-from verl_async_vla.workers.codec import split_env_key
 
 
 def play_episodes(

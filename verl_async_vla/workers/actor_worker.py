@@ -47,10 +47,10 @@ from verl_async_vla.learning.weight_plane import WeightGroup, digest, free_addre
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from verl_async_vla.plumbing.process import process_info, resident_mb, return_free_memory, set_thread_budget
+from verl_async_vla.plumbing.wire import weights_to_wire
 from verl_async_vla.telemetry.calibration import measure
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
-from verl_async_vla.workers.codec import set_thread_budget, weights_to_wire
-from verl_async_vla.workers.process import process_info, resident_mb, return_free_memory
 
 
 class ActorWorker(Worker):

@@ -14,12 +14,13 @@ from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.config.schema import EnvConfig, from_dict
 from verl_async_vla.envs import EnvSpec
+from verl_async_vla.plumbing.process import lower_priority, process_info, set_thread_budget
+from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
 from verl_async_vla.telemetry.calibration import free_run_lane
 from verl_async_vla.telemetry.timeline import Span
-from verl_async_vla.workers.codec import obs_to_proto, set_thread_budget, split_env_key, step_to_proto
-from verl_async_vla.workers.process import lower_priority, process_info
+from verl_async_vla.workers.codec import obs_to_proto, step_to_proto
 
 
 class EnvWorker(Worker):

@@ -25,7 +25,7 @@ from verl.single_controller.ray.base import create_colocated_worker_cls
 # as numpy (verl's own option): Ray then ships its tensors out of band instead of through torch.save. Two glibc malloc
 # arenas per process: a worker's buffers are allocated on Ray's receiving threads and freed on its trainer or server
 # thread, and every extra arena keeps freed pages of its own. Alone this did not stop the actor's memory from climbing
-# in the soak (+9 % between minutes 5 and 11); returning freed pages (workers/process.py: return_free_memory) stopped the climb.
+# in the soak (+9 % between minutes 5 and 11); returning freed pages (plumbing/process.py: return_free_memory) stopped the climb.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MUJOCO_GL": "egl",
               "VERL_DATAPROTO_SERIALIZATION_METHOD": "numpy", "MALLOC_ARENA_MAX": "2"}  # fmt: skip
 

@@ -16,12 +16,13 @@ from verl.single_controller.base.decorator import Dispatch, register
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
+from verl_async_vla.plumbing.process import lower_priority, process_info, set_thread_budget
+from verl_async_vla.plumbing.wire import weights_from_wire
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.sampling.request_channel import Address
 from verl_async_vla.telemetry.calibration import timed
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
-from verl_async_vla.workers.codec import proto_to_policy_obs, set_thread_budget, weights_from_wire
-from verl_async_vla.workers.process import lower_priority, process_info
+from verl_async_vla.workers.codec import proto_to_policy_obs
 
 
 class RolloutWorker(Worker):

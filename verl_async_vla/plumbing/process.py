@@ -1,4 +1,4 @@
-"""Worker processes: what one reports about itself (role, rank, pid, resident memory: the soak benchmark compares
+"""Worker processes (the ground floor: imports nothing of the package): what one reports about itself (role, rank, pid, resident memory: the soak benchmark compares
 them at the start and the end of a long run; fault-injection tests kill a worker by its pid), and asking many of
 them something when some may be dead."""
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import ray
+import torch
 
 
 @functools.cache
@@ -77,3 +78,12 @@ def lower_priority(niceness: int) -> int:
         except (OSError, ProcessLookupError):  # a thread that ended meanwhile
             pass
     return changed
+
+
+def set_thread_budget(threads: int) -> None:
+    """2 cores are shared by every Ray actor: each worker gets an explicit intra-op thread count."""
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass

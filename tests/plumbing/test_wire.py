@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from verl_async_vla.workers.codec import weights_from_wire, weights_to_wire
+from verl_async_vla.plumbing.wire import weights_from_wire, weights_to_wire
 
 
 def test_weights_travel_as_numpy_and_come_back_exactly_in_every_dtype():

@@ -1,6 +1,7 @@
 """Config validation: merge user config onto the schema and check cross-field rules, all before Ray starts or any
-process spawns. It imports the env, model and algorithm registries, which import the schema, so it lives apart from
-the schema (no import circle)."""
+process spawns. It reads the env, model and algorithm registries, which import the schema, so it sits above them at
+the package top beside the entry points (main.py, calibrate.py), not in config/ (that would make config and every
+registry import each other)."""
 
 from __future__ import annotations
 
