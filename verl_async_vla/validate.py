@@ -69,6 +69,17 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use one of {OFF_POLICY_MODES}.")
     if a.off_policy == "decoupled_ppo":
         a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
+    from verl_async_vla.algos.advantages import ESTIMATOR_ARGS
+
+    if a.off_policy == "vtrace":
+        a.adv_estimator = "vtrace"  # the V-trace correction is an estimator: the two come as a pair
+    elif a.adv_estimator == "vtrace":
+        raise ValueError(f"algo.adv_estimator=vtrace needs its correction: set algo.off_policy=vtrace (it selects "
+                         f"the V-trace estimator), not algo.off_policy={a.off_policy!r}.")  # fmt: skip
+    if a.adv_estimator not in ESTIMATOR_ARGS:
+        raise ValueError(f"algo.adv_estimator={a.adv_estimator!r} is not supported: the trainers feed estimators "
+                         f"that bootstrap from the value head ({sorted(ESTIMATOR_ARGS)}); outcome-only ones "
+                         "(grpo, rloo, ...) group episodes by task, which they do not do yet.")  # fmt: skip
     if a.train_batch_episodes < 1 or a.is_cap <= 0:
         raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
     if run.trainer.pipeline_stages < 1:

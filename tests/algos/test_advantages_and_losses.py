@@ -20,7 +20,7 @@ def test_gae_returns_match_hand_computation():
     cfg = AlgoConfig(gamma=0.9, lam=0.8)
     r = torch.tensor([[1.0, 0.0, 2.0]])
     v = torch.tensor([[0.5, 0.2, 0.1]])
-    adv, ret = compute_advantages(cfg, r, v, torch.ones(1, 3))
+    adv, ret = compute_advantages(cfg, r, v, torch.ones(1, 3), torch.zeros(1, 3))
     torch.testing.assert_close(ret, torch.tensor([[2.08576, 1.458, 2.0]]))
     assert adv[0, 2] > adv[0, 0] > adv[0, 1]  # whitened: 1.9 > 1.586 > 1.258, order preserved
     torch.testing.assert_close(adv.mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
@@ -30,9 +30,22 @@ def test_gae_stops_at_episode_end():
     cfg = AlgoConfig(gamma=0.9, lam=0.8)
     r = torch.tensor([[1.0, 0.0, 0.0]])
     v = torch.tensor([[0.5, 0.2, 9.0]])  # value after the end must be ignored
-    _, ret = compute_advantages(cfg, r, v, torch.tensor([[1.0, 1.0, 0.0]]))
+    _, ret = compute_advantages(cfg, r, v, torch.tensor([[1.0, 1.0, 0.0]]), torch.zeros(1, 3))
     # A1 = 0 - 0.2 = -0.2 ; A0 = 0.68 + 0.72 * (-0.2) = 0.536
     torch.testing.assert_close(ret[0, :2], torch.tensor([0.536 + 0.5, -0.2 + 0.2]))
+
+
+def test_vtrace_is_looked_up_like_any_estimator_and_whitened():
+    cfg = AlgoConfig(adv_estimator="vtrace", off_policy="vtrace", gamma=0.9, is_cap=1.0)
+    r, v = torch.tensor([[1.0, 0.0, 2.0, 0.0]]), torch.tensor([[0.5, 0.2, 0.1, 0.0]])
+    mask, log_rho = torch.tensor([[1.0, 1.0, 1.0, 0.0]]), torch.tensor([[0.3, -0.2, 0.0, 0.0]])
+    adv, ret = compute_advantages(cfg, r, v, mask, log_rho)
+    raw, vs = compute_vtrace_advantage_return(r, v, mask, 0.9, log_rho, 1.0, 1.0)
+    torch.testing.assert_close(ret, vs)
+    valid = raw[mask > 0]
+    torch.testing.assert_close(adv, (raw - valid.mean()) / (valid.std() + 1e-8) * mask)
+    with pytest.raises(ValueError, match="not supported"):
+        compute_advantages(AlgoConfig(adv_estimator="grpo"), r, v, mask, log_rho)
 
 
 def test_ppo_clip_loss_matches_hand_computation():

@@ -54,6 +54,17 @@ def test_cross_field_rules_name_the_fix():
         validate({"model": {"action_head": "diffusion"}})
 
 
+def test_advantage_estimators_are_checked_at_start_up_with_the_fix_named():
+    assert validate({"algo": {"off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"  # the pair
+    with pytest.raises(ValueError, match="algo.off_policy=vtrace"):
+        validate({"algo": {"adv_estimator": "vtrace"}})
+    with pytest.raises(ValueError, match="grpo.*not supported"):
+        validate({"algo": {"adv_estimator": "grpo"}})
+    assert (
+        validate({"algo": {"adv_estimator": "vtrace", "off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"
+    )
+
+
 def test_unknown_env_names_the_available_ones():
     from verl_async_vla.config.schema import EnvConfig
     from verl_async_vla.envs import make_env_shard

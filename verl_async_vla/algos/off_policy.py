@@ -1,7 +1,8 @@
 """Off-policy corrections for samples produced by an older policy version (behaviour policy mu).
 
-Registered into verl's registries by the plugin, so `algo.policy_loss=decoupled_ppo` / `algo.adv_estimator=vtrace`
-select them like any verl built-in. Tensors are (B, T): episode rows, decision columns, `mask` after the end.
+Registered into verl's registries by the plugin and looked up there like any verl built-in: `algo.off_policy=
+decoupled_ppo` selects the decoupled loss, `algo.off_policy=vtrace` the V-trace estimator (`algo.adv_estimator`
+follows it; validate.py refuses `adv_estimator=vtrace` without it, naming the fix). Tensors are (B, T): episode rows, decision columns, `mask` after the end.
 """
 
 from __future__ import annotations

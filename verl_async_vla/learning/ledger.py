@@ -20,31 +20,15 @@ class LedgerError(RuntimeError):
 
 @dataclass
 class TrajectoryLedger:
-    """The lockstep driver's own record of produced episodes (ids it assigned) and of what it saw trained."""
+    """The lockstep driver's own record of the episodes it produced (ids it assigned), counted apart from the actor."""
 
     produced: dict[int, int] = field(default_factory=dict)  # episode id -> decisions (samples)
-    trained: set[int] = field(default_factory=set)
-    dropped_stale: set[int] = field(default_factory=set)
 
     def record_produced(self, episodes: Iterable[tuple[int, int]]) -> None:
         for eid, samples in episodes:
             if eid in self.produced:
                 raise LedgerError(f"episode {eid} produced twice")
             self.produced[eid] = samples
-
-    def _settle(self, ids: Iterable[int], into: set[int], what: str) -> None:
-        for eid in ids:
-            if eid not in self.produced:
-                raise LedgerError(f"episode {eid} {what} but never produced")
-            if eid in self.trained or eid in self.dropped_stale:
-                raise LedgerError(f"episode {eid} {what} after it was already settled")
-            into.add(eid)
-
-    def record_trained(self, ids: Iterable[int]) -> None:
-        self._settle(ids, self.trained, "trained")
-
-    def record_dropped(self, ids: Iterable[int]) -> None:
-        self._settle(ids, self.dropped_stale, "dropped as stale")
 
 
 def reconcile(

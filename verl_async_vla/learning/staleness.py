@@ -21,8 +21,6 @@ from collections import Counter
 
 import ray
 
-from verl_async_vla.sampling.trajectory import Episode
-
 STALE_POLICIES = ("pause", "drop")
 
 
@@ -80,14 +78,6 @@ class StalenessGate:
 
     def too_old(self, oldest_version: int, actor_version: int) -> bool:
         return actor_version - oldest_version > self.max_staleness
-
-    def split(self, episodes: list[Episode], actor_version: int) -> tuple[list[Episode], list[Episode]]:
-        """-> (fresh enough to train, too old). `pause` never produces too-old episodes, so it drops none."""
-        if self.policy == "pause":
-            return episodes, []
-        fresh = [e for e in episodes if not self.too_old(min(e.version), actor_version)]
-        stale = [e for e in episodes if self.too_old(min(e.version), actor_version)]
-        return fresh, stale
 
 
 @ray.remote(num_cpus=0)

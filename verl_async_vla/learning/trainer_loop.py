@@ -1,7 +1,9 @@
 """The async data plane on the actor side: episodes stream in, batches are formed by the staleness rule, updates
 run, and each new version goes straight to the rollout workers.
 
-Env workers call `ActorWorker.push(episodes)` as episodes finish. A trainer thread:
+Env workers call `ActorWorker.push(episodes)` as episodes finish; the actor worker hands them to `push` here. This
+module holds no Ray handle of its own: it trains through the learner (learning/learner.py) and reaches the other
+processes through `TrainPeers` (Ray handles in a run, plain objects in tests). A trainer thread:
 1. adds arrivals to its queue (learning/episode_queue.py) and, while it waits, scores the episodes the next update
    will take (pi_prox under the current weights), so scoring overlaps with the envs and no row is scored under a
    version it will not be trained at;
@@ -24,8 +26,9 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import ray
@@ -33,15 +36,15 @@ import torch
 from verl import DataProto
 
 from verl_async_vla.learning.episode_queue import EpisodeQueue, add_proximal_columns
+from verl_async_vla.learning.learner import Learner
 from verl_async_vla.learning.staleness import StalenessGate
+from verl_async_vla.learning.weight_plane import WeightGroup
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.plumbing.process import answers_from_live
 from verl_async_vla.plumbing.wire import weights_to_wire
+from verl_async_vla.telemetry.timeline import SpanRecorder
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from verl_async_vla.workers.actor_worker import ActorWorker
 
 
 @dataclass
@@ -55,11 +58,61 @@ class TrainPlane:
     bucket_bytes: int = 256 * 2**20
 
 
+class TrainPeers(Protocol):
+    """What the trainer loop asks of the other processes (Ray handles in a run: `RayTrainPeers`; plain objects in
+    tests)."""
+
+    def open_versions(self) -> list[int]:
+        """The policy version of every live env worker's oldest open episode (workers with none left out)."""
+
+    def release(self, episodes: int) -> None:
+        """Episodes dropped as too old: the gate may grant their start credits again."""
+
+    def publish(
+        self, weights: dict[str, torch.Tensor], version: int, transport: str
+    ) -> list[tuple[int, float]]:
+        """Send a version to every live rollout worker by `transport`; -> each one's (version, serving stall)."""
+
+    def advance(self, version: int) -> None:
+        """Every rollout worker serves `version`: the gate grants the next batch of start credits."""
+
+
+class RayTrainPeers:
+    """`TrainPeers` over a run's Ray handles (TrainPlane) and the collective weight group, if formed."""
+
+    def __init__(self, plane: TrainPlane, weight_group: WeightGroup | None):
+        self.plane, self.weight_group = plane, weight_group
+
+    def open_versions(self) -> list[int]:
+        answers = answers_from_live(e.oldest_open_version.remote() for e in self.plane.env_workers)
+        return [v for v in answers if v is not None]
+
+    def release(self, episodes: int) -> None:
+        self.plane.gate.release.remote(episodes)
+
+    def publish(
+        self, weights: dict[str, torch.Tensor], version: int, transport: str
+    ) -> list[tuple[int, float]]:
+        group = self.weight_group if transport == "collective" else None
+        return publish_weights(
+            weights, version, self.plane.rollouts, transport, group, self.plane.bucket_bytes
+        )
+
+    def advance(self, version: int) -> None:
+        ray.get(self.plane.gate.advance.remote(version))
+
+
 class TrainerLoop:
-    def __init__(self, actor: ActorWorker, plane: TrainPlane):
-        self.actor, self.plane = actor, plane
-        self.batch_size = actor.algo.train_batch_episodes
-        self.rule = StalenessGate(plane.max_staleness, plane.stale_policy, self.batch_size)
+    def __init__(self, learner: Learner, peers: TrainPeers, batch_size: int, max_staleness: int, stale_policy: str,
+                 transport: str = "object_store", update: Callable[[DataProto], dict[str, float]] | None = None,
+                 spans: SpanRecorder | None = None, weight_spans: SpanRecorder | None = None):  # fmt: skip
+        """`update`: one update by every data-parallel rank (default: the learner's own, one rank)."""
+        self.learner, self.peers, self.transport = learner, peers, transport
+        self.update = update or learner.update
+        self.spans = spans or SpanRecorder("actor", "actor/0")
+        self.weight_spans = weight_spans or SpanRecorder("weights", "weights/0")
+        self.batch_size = batch_size
+        self.rule = StalenessGate(max_staleness, stale_policy, batch_size)
         self.cond = threading.Condition()
         self.arrived: list[DataProto] = []
         self.queue = EpisodeQueue()
@@ -130,14 +183,12 @@ class TrainerLoop:
         """`pause`: no open episode may be one that could only be trained in this update."""
         if self.rule.policy != "pause":
             return True
-        open_versions = [v for v in answers_from_live(e.oldest_open_version.remote() for e in self.plane.env_workers)
-                         if v is not None]  # fmt: skip
-        return not any(self.rule.must_train(v, self.actor.policy_version) for v in open_versions)
+        return not any(self.rule.must_train(v, self.learner.version) for v in self.peers.open_versions())
 
     def _plan(self) -> tuple[np.ndarray, np.ndarray, int]:
         """-> (rows the next update takes, rows too old to train (`drop` only), how many of the taken must be
         trained now). Must-train episodes first, then the oldest others up to B."""
-        u = self.actor.policy_version
+        u = self.learner.version
         oldest = self.queue.oldest_versions()
         too_old = np.array([self.rule.too_old(int(v), u) for v in oldest], dtype=bool)
         if self.rule.policy != "drop":
@@ -154,33 +205,32 @@ class TrainerLoop:
         if not self._queued():
             return
         t0 = time.time()
-        scored = self.queue.score(self._plan()[0], self.actor.policy_version, self.actor._evaluate)
+        scored = self.queue.score(self._plan()[0], self.learner.version, self.learner.score)
         if scored:
-            self.actor.spans.record(t0, batch=scored, version=self.actor.policy_version, kind="score")
+            self.spans.record(t0, batch=scored, version=self.learner.version, kind="score")
 
     def _train_one_batch(self) -> None:
         take, too_old, must = self._plan()
         if len(too_old):
             dropped = self.queue.take(too_old)
             self.dropped.extend(dropped.non_tensor_batch["episode_id"].tolist())
-            self.plane.gate.release.remote(len(too_old))
+            self.peers.release(len(too_old))
             take, _, must = self._plan()  # positions moved
         if len(take) == 0:
             return
         self._score_stale_rows()  # what was not scored while waiting (late arrivals, must-train rows beyond B)
         batch = self.queue.take(take)
         t0 = time.time()
-        with (
-            self.actor.state_lock
-        ):  # a run checkpoint sees the state before or after this update, never inside
-            metrics = self.actor.update_all_ranks(batch)
-            self.actor.spans.record(t0, batch=len(batch), version=self.actor.policy_version, kind="update")
+        with self.learner.lock:  # a run checkpoint sees the state before or after this update, never inside
+            metrics = self.update(batch)
+            version = self.learner.version
+            self.spans.record(t0, batch=len(batch), version=version, kind="update")
             t_snap = time.time()
-            weights = self.actor.policy.get_weights()  # a copy: the next update changes the weights meanwhile
+            weights = self.learner.weights()  # a copy: the next update changes the weights meanwhile
         with self.cond:
-            self.to_publish = (weights, self.actor.policy_version)
+            self.to_publish = (weights, version)
             self.cond.notify_all()
-        self.actor.spans.record(t_snap, batch=1, version=self.actor.policy_version, kind="snapshot")
+        self.spans.record(t_snap, batch=1, version=version, kind="snapshot")
         metrics["actor/snapshot_s"] = time.time() - t_snap
         metrics["actor/must_train"] = float(must)
         metrics["actor/straggler_wait_s"] = self.stats.pop("straggler_wait_s", 0.0)
@@ -215,23 +265,21 @@ class TrainerLoop:
         acks so that every episode started afterwards is on the new version; then open the gate for the next
         batch. A rollout worker being restarted is skipped: it gets the newest weights when it rejoins."""
         t0 = time.time()
-        transport = self.plane.weight_sync
         try:
-            answers = publish_weights(weights, version, self.plane.rollouts, transport, self.actor.weight_group,
-                                      self.plane.bucket_bytes)  # fmt: skip
+            answers = self.peers.publish(weights, version, self.transport)
         except Exception as err:  # noqa: BLE001 - a member of the group was lost: the object store always works
-            if transport != "collective":
+            if self.transport != "collective":
                 raise
             log.warning(
                 "collective weight plane failed (%r); publishing by the object store from now on", err
             )
-            self.plane.weight_sync = "object_store"
+            self.transport = "object_store"
             self.stats["weight_plane_fallbacks"] += 1
-            answers = publish_weights(weights, version, self.plane.rollouts, "object_store", None, 0)
+            answers = self.peers.publish(weights, version, self.transport)
         self.stats["rollout_stall_s"] += max((s for _, s in answers), default=0.0)
         self.published = (weights_to_wire(weights), version)  # what the driver hands a rejoining worker
-        ray.get(self.plane.gate.advance.remote(version))
-        self.actor.weight_spans.record(t0, batch=1, version=version, kind="publish")
+        self.peers.advance(version)
+        self.weight_spans.record(t0, batch=1, version=version, kind="publish")
 
     # ---- control ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -239,7 +287,12 @@ class TrainerLoop:
             raise RuntimeError(f"actor trainer loop failed: {self.error!r}") from self.error
         with self.cond:
             metrics, self.metrics = self.metrics, []
-        return {"policy_version": self.actor.policy_version, "metrics": metrics}
+        return {"policy_version": self.learner.version, "metrics": metrics}
+
+    def received_from(self, prefix: int) -> dict[int, int]:
+        """Episodes received from one env-worker incarnation (`episode_id >> 24 == prefix`): id -> decisions."""
+        with self.cond:
+            return {i: n for i, n in self.received_decisions.items() if i >> 24 == prefix}
 
     def stop(self) -> dict[str, Any]:
         """Finish the update in progress (if any), then report the consumer side of the ledger."""
@@ -253,5 +306,5 @@ class TrainerLoop:
         queued = self.queue.all_ids()
         queued += [i for p in self.arrived for i in p.non_tensor_batch["episode_id"].tolist()]
         return {"received": list(self.received), "received_decisions": dict(self.received_decisions),
-                "trained": list(self.actor.trained_episode_ids),
+                "trained": list(self.learner.trained_episode_ids),
                 "dropped": list(self.dropped), "queued": queued, "metrics": self.status()["metrics"]}  # fmt: skip

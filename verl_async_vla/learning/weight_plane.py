@@ -26,6 +26,8 @@ import ray
 import torch
 
 from verl_async_vla.config.schema import WEIGHT_TRANSPORTS  # noqa: F401 - the registry of transports
+from verl_async_vla.plumbing.process import answers_from_live
+from verl_async_vla.plumbing.wire import weights_to_wire
 
 
 @dataclass
@@ -120,10 +122,6 @@ def publish(weights: dict[str, torch.Tensor], version: int, rollouts: list, tran
             group: WeightGroup | None, bucket_bytes: int) -> list:  # fmt: skip
     """Send one version to every rollout worker by `transport`; -> their answers (each its version and how long it
     stopped serving). A rollout worker that is down is skipped (it gets the weights when it rejoins)."""
-    # imported here: the worker classes import this module (workers/ -> learning/weight_plane -> workers/)
-    from verl_async_vla.plumbing.process import answers_from_live
-    from verl_async_vla.plumbing.wire import weights_to_wire
-
     if transport == "collective":
         if group is None:
             raise RuntimeError("weight_sync=collective before the weight group was formed")

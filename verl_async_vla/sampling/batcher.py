@@ -28,7 +28,6 @@ class DynamicBatcher:
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self.queue: deque[_Request] = deque()
         self.batches = 0
-        self.rows_batched = 0
 
     def __len__(self) -> int:
         return sum(len(r.rows) for r in self.queue)
@@ -45,10 +44,10 @@ class DynamicBatcher:
             return 0.0
         return max(0.0, self.queue[0].t_enqueue + self.max_wait_s - now)
 
-    def pop_batch(self, now: float, force: bool = False) -> DataProto | None:
-        """The next batch if one is due (or `force`), else None. Its meta_info records per-row queueing delay."""
+    def pop_batch(self, now: float) -> DataProto | None:
+        """The next batch if one is due, else None. Its meta_info records per-row queueing delay."""
         due = self.wait_left(now)
-        if due is None or (due > 0 and not force):
+        if due is None or due > 0:
             return None
         parts, waits, room = [], [], self.max_batch
         while self.queue and room > 0:
@@ -65,5 +64,4 @@ class DynamicBatcher:
         batch = DataProto.concat(parts)
         batch.meta_info["queue_wait_s"] = float(np.mean(waits))
         self.batches += 1
-        self.rows_batched += len(batch)
         return batch

@@ -1,0 +1,174 @@
+"""The async trainer loop (learning/trainer_loop.py) in-process, without Ray: a real learner (tiny VLA, real PPO
+updates) and plain fakes of its peers (env workers' open episodes, the gate, the rollout workers). The producers
+here do not wait for weight acknowledgements, so only the staleness rule stands between them and stale training."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.learner import Learner
+from verl_async_vla.learning.trainer_loop import TrainerLoop
+from verl_async_vla.models import build_policy
+from verl_async_vla.models.checkpoint import save_checkpoint
+from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
+
+HORIZON = 4
+MODEL = ModelConfig(image_size=8, channels=4, hidden=16, text_dim=8, chunk=2, init="scratch")
+
+
+@pytest.fixture
+def learner(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "init.safetensors", build_policy(MODEL), MODEL)
+    algo = AlgoConfig(ppo_epochs=1, minibatch_size=8, train_batch_episodes=4)
+    return Learner(MODEL, algo, str(ckpt), seed=0)
+
+
+class FakePeers:
+    """The loop's peers as plain objects: the envs' open episodes, the gate's releases, the rollouts' versions."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.serving = 0  # the version the rollout workers answer with (what new decisions carry)
+        self.open: dict[int, int] = {}  # env -> oldest version of its open episode
+        self.released = 0
+        self.published: list[int] = []
+
+    def open_versions(self):
+        with self.lock:
+            return list(self.open.values())
+
+    def release(self, episodes):
+        self.released += episodes
+
+    def publish(self, weights, version, transport):
+        assert weights and transport == "object_store"
+        return [(version, 0.0)]
+
+    def advance(self, version):
+        with self.lock:
+            self.published.append(version)
+            self.serving = max(self.serving, version)
+
+
+class Producers:
+    """Envs that play episodes decision by decision on the served version, one of them a straggler (one decision
+    per `slow` ticks), pushing each finished episode at once. No admission credits: they never wait."""
+
+    def __init__(self, peers, loop, envs=6, slow=40):
+        self.peers, self.loop, self.envs, self.slow = peers, loop, envs, slow
+        self.rng = np.random.default_rng(0)
+        self.episodes = {e: self._new(e) for e in range(envs)}
+        self.next_id = 0
+        self.pushed = 0
+
+    def _new(self, env):
+        return Episode(-1, env, "reach", env_steps=0), int(self.rng.integers(1, HORIZON + 1))
+
+    def tick(self, t):
+        for env in range(self.envs):
+            if env == 0 and t % self.slow:
+                continue
+            ep, length = self.episodes[env]
+            with self.peers.lock:
+                version = self.peers.serving
+                if not ep.version:
+                    self.peers.open[env] = version
+            ep.image.append(np.zeros((8, 8, 3), np.uint8))
+            ep.state.append(np.zeros(4, np.float32))
+            ep.actions.append(self.rng.normal(size=(2, 2)).astype(np.float32))
+            ep.log_prob.append(-1.0)
+            ep.value.append(0.0)
+            ep.reward.append(float(self.rng.random()))
+            ep.version.append(version)
+            ep.env_steps += 2
+            if len(ep) == length:
+                ep.episode_id, self.next_id = self.next_id, self.next_id + 1
+                with self.peers.lock:
+                    self.peers.open.pop(env)
+                self.loop.push(episodes_to_proto([ep], HORIZON))
+                self.pushed += 1
+                self.episodes[env] = self._new(env)
+
+
+def run(learner, policy, max_staleness, updates=8, slow=40):
+    peers = FakePeers()
+    lags = []  # counted at the update itself, apart from the learner's own lag metric
+
+    def update(batch):
+        mask = batch.batch["mask"] > 0
+        lags.append(int((learner.version - batch.batch["policy_version"][mask]).max()))
+        return learner.update(batch)
+
+    loop = TrainerLoop(
+        learner, peers, learner.algo.train_batch_episodes, max_staleness, policy, update=update
+    )
+    producers = Producers(peers, loop, slow=slow)
+    deadline, t = time.monotonic() + 120.0, 0
+    while learner.version < updates and time.monotonic() < deadline:
+        producers.tick(t)
+        t += 1
+        time.sleep(0.002)
+    report = loop.stop()
+    return lags, report, peers, producers
+
+
+def test_the_staleness_rule_alone_keeps_every_trained_decision_within_the_bound(learner):
+    lags, report, peers, producers = run(learner, "pause", max_staleness=1)
+    assert learner.version >= 8, "the loop did not train"
+    assert max(lags) <= 1, lags  # no decision trained more than max_staleness versions after it was chosen
+    assert report["dropped"] == [] and peers.released == 0  # pause drops nothing
+    # the consumer's counts against the producer's: every pushed episode was received, and is trained or queued
+    assert len(report["received"]) == producers.pushed == len(set(report["received"]))
+    assert sorted(report["trained"] + report["queued"]) == sorted(report["received"])
+    assert peers.published == sorted(peers.published) and peers.published[-1] == learner.version
+
+
+def test_without_waiting_for_stragglers_the_bound_breaks(learner, monkeypatch):
+    # the check above can fail: with the straggler wait removed, the slow env's old decisions get trained late
+    monkeypatch.setattr(TrainerLoop, "_stragglers_done", lambda self: True)
+    lags, _, _, _ = run(learner, "pause", max_staleness=1)
+    assert max(lags) > 1, lags
+
+
+def test_drop_mode_never_waits_and_counts_what_it_drops(learner):
+    lags, report, peers, _ = run(learner, "drop", max_staleness=1)
+    assert max(lags) <= 1, lags
+    assert (
+        len(report["dropped"]) == peers.released > 0
+    )  # the straggler's episodes come too late, and are counted
+    assert not set(report["dropped"]) & set(report["trained"])
+
+
+def test_a_learner_update_is_reproducible_from_its_seed(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "init.safetensors", build_policy(MODEL), MODEL)
+    algo = AlgoConfig(ppo_epochs=2, minibatch_size=4, train_batch_episodes=4)
+    rng = np.random.default_rng(1)
+    eps = []
+    for i in range(4):
+        e = Episode(i, i, "reach", env_steps=6, success=bool(i % 2))
+        for _ in range(3):
+            e.image.append(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+            e.state.append(rng.normal(size=4).astype(np.float32))
+            e.actions.append(rng.normal(size=(2, 2)).astype(np.float32))
+            e.log_prob.append(-1.0)
+            e.value.append(0.0)
+            e.reward.append(float(rng.random()))
+            e.version.append(0)
+        eps.append(e)
+    out = []
+    for _ in range(2):
+        learner = Learner(MODEL, algo, str(ckpt), seed=3)
+        batch = episodes_to_proto(eps, HORIZON)
+        from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
+
+        add_proximal_columns(batch)
+        take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
+        m = learner.update(batch)
+        out.append((m, learner.weights()))
+    assert out[0][0]["actor/policy_version"] == 1 and out[0][0]["actor/episodes"] == 4
+    for k, v in out[0][1].items():
+        torch.testing.assert_close(v, out[1][1][k], rtol=0, atol=0)

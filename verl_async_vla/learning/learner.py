@@ -1,0 +1,186 @@
+"""The learner: the trainable policy, its optimizer and update RNG, the PPO update, scoring and the train state.
+No Ray: `workers/actor_worker.py` is its Ray facade, and the two trainers' intakes (the lockstep `ingest` and the
+stream's `TrainerLoop`) both train through it, so an update is the same code whichever trainer runs it.
+
+One update (`update`): advantages under the configured estimator (algos/advantages.py) from the proximal values,
+the off-policy correction's inputs (algos/off_policy.py), then `algo.ppo_epochs` passes over minibatches with the
+actor-critic loss (algos/losses.py); with N data-parallel ranks each minibatch's rows are split and the gradients
+summed (learning/data_parallel.py). Then `version` goes up by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from verl import DataProto
+
+from verl_async_vla.algos.advantages import compute_advantages
+from verl_async_vla.algos.losses import actor_critic_loss
+from verl_async_vla.algos.off_policy import correction_inputs
+from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.data_parallel import DataParallel
+from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
+from verl_async_vla.learning.train_state import (
+    numpy_rng_from_data,
+    numpy_rng_to_data,
+    optimizer_from_data,
+    optimizer_to_data,
+    read_state,
+    torch_rng_from_list,
+    torch_rng_to_list,
+    write_state,
+)
+from verl_async_vla.models import PolicyObs, build_policy
+from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
+from verl_async_vla.plumbing.process import resident_mb, return_free_memory
+from verl_async_vla.telemetry.calibration import measure
+
+
+class Learner:
+    def __init__(self, model_cfg: ModelConfig, algo: AlgoConfig, init_checkpoint: str, seed: int,
+                 dp: DataParallel | None = None):  # fmt: skip
+        torch.manual_seed(seed)
+        self.model_cfg, self.algo = model_cfg, algo
+        self.policy = build_policy(model_cfg)
+        ckpt = load_checkpoint(init_checkpoint)
+        check_compatible(ckpt["model_cfg"], model_cfg)
+        self.policy.load_weights(ckpt["weights"])
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=algo.lr, eps=1e-5)
+        self.version = 0
+        self.rng = np.random.default_rng(
+            seed
+        )  # the same on every rank: every rank plans the same minibatches
+        self.dp = dp or DataParallel(0, 1)
+        self.trained_episode_ids: list[int] = []
+        # held by every update: a run checkpoint reads weights, optimizer and version together
+        self.lock = threading.RLock()
+
+    # ---- the update -----------------------------------------------------------------------------------------
+    def update(self, batch: DataProto) -> dict[str, float]:
+        """PPO epochs over episode rows, with the configured off-policy correction; then a new version. The
+        batch carries `prox_log_prob` / `prox_values` (learning/episode_queue.py scores them)."""
+        with self.lock:
+            return self._update(batch)
+
+    def _update(self, batch: DataProto) -> dict[str, float]:
+        b = batch.batch
+        mask = b["mask"]
+        inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
+        values = b["prox_values"] * mask
+        adv, returns = compute_advantages(self.algo, b["rewards"], values, mask, inputs.log_rho)
+        lag = (self.version - b["policy_version"])[mask > 0].float()
+        n = len(batch)
+        rows_per_mb = max(1, min(n, self.algo.minibatch_size // max(1, int(mask.sum(1).float().mean()))))
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        params = list(self.policy.parameters())
+        for _ in range(self.algo.ppo_epochs):
+            for minibatch in np.array_split(self.rng.permutation(n), max(1, n // rows_per_mb)):
+                rows = self.dp.my_rows(
+                    minibatch
+                )  # all of it on one rank; a share of it per rank with N ranks
+                self.optimizer.zero_grad()
+                m: dict[str, float] = {}
+                if len(rows):
+                    r = torch.from_numpy(rows)
+                    log_prob, entropy, vpred = self.score(batch, r)
+                    loss, m = actor_critic_loss(
+                        self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
+                        mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
+                    )  # fmt: skip
+                    (loss * self.dp.loss_weight(self.algo.loss_agg_mode, mask, rows, minibatch)).backward()
+                self.dp.sum_gradients([p for p in params if p.requires_grad])
+                m["actor/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.algo.max_grad_norm))
+                self.optimizer.step()
+                for k, v in m.items():
+                    sums[k] += v
+                steps += 1
+        self.version += 1
+        # after every update, not every 10th: with a 10-update cadence resident memory swung by +-40 % between trims
+        # (soak, 2026-11-30), hiding whether anything is retained; one trim costs a few ms against a seconds-long update
+        return_free_memory()
+        self.trained_episode_ids.extend(batch.non_tensor_batch["episode_id"].tolist())
+        metrics = {k: v / steps for k, v in sums.items()}
+        metrics.update({
+            "actor/policy_version": self.version,
+            # what the actor keeps between updates (read after the trim): the soak's leak check reads this series
+            "actor/rss_mb": resident_mb(),
+            "actor/optimizer_steps": steps,
+            "actor/episodes": n,
+            # the actor stage's work, for its capacity in the timeline (env steps it trained, not produced)
+            "actor/trained_env_steps": float(np.sum(batch.non_tensor_batch["env_steps"])),
+            "lag/mean": float(lag.mean()),
+            "lag/p99": float(torch.quantile(lag, 0.99)),
+            "lag/max": float(lag.max()),
+            "actor/behaviour_abs_log_ratio": float(inputs.log_rho.abs()[mask > 0].mean()),
+        })  # fmt: skip
+        return metrics
+
+    def score(self, batch: DataProto, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(log-prob, entropy, value) of `rows` under the current weights, (r, T). Only valid decisions are fed to
+        the model (padding never is) and scattered back."""
+        b = batch.batch
+        mask = b["mask"][rows].bool()
+        t = mask.shape[1]
+        instr = np.repeat(batch.non_tensor_batch["instruction"][rows.numpy()], t).reshape(-1, t)[mask.numpy()]
+        obs = PolicyObs(b["image"][rows][mask], b["state"][rows][mask], list(instr))
+        out = self.policy.evaluate(obs, b["actions"][rows][mask])
+        full = [torch.zeros(mask.shape) for _ in range(3)]
+        for dst, src in zip(full, (out.log_prob, out.entropy, out.value), strict=True):
+            dst[mask] = src
+        return tuple(full)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the trainable weights (the next update changes the live ones)."""
+        with self.lock:
+            return self.policy.get_weights()
+
+    def calibrate(self, batch: DataProto, updates: int) -> dict[str, Any]:
+        """The learner alone (telemetry/calibration.py): `updates` PPO updates on one recorded, on-policy batch (the
+        behaviour policy is the proximal one, so no scoring pass), each timed on its own, then the proximal scoring
+        pass alone. The weights it leaves behind are not meant to be trained on."""
+        add_proximal_columns(batch)
+        take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
+        env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
+        with self.lock:
+            each = [measure(lambda: self._update(batch)) for _ in range(updates)]
+            with torch.no_grad():
+                score = measure(lambda: self.score(batch, torch.arange(len(batch))))
+        return {"updates": updates, "env_steps": env_steps * updates, "wall_s": sum(u["wall_s"] for u in each),
+                "cpu_s": sum(u["cpu_s"] for u in each), "per_update": each, "env_steps_per_update": env_steps,
+                "score_wall_s": score["wall_s"], "score_cpu_s": score["cpu_s"]}  # fmt: skip
+
+    # ---- train state (learning/train_state.py) --------------------------------------------------------------
+    def save_state(self, directory: Path, received: list[int]) -> dict[str, int]:
+        """Weights, optimizer, version, RNGs and the consumer's episode ids, consistent: between updates."""
+        with self.lock:
+            tensors, optim = optimizer_to_data(self.optimizer)
+            tensors.update({f"w.{k}": v for k, v in self.policy.get_weights().items()})
+            meta = {"model_cfg": dataclasses.asdict(self.model_cfg), "optimizer": optim,
+                    "policy_version": self.version, "torch_rng": torch_rng_to_list(),
+                    "numpy_rng": numpy_rng_to_data(self.rng), "received": list(received),
+                    "trained": list(self.trained_episode_ids)}  # fmt: skip
+            write_state(directory, "actor", tensors, meta)
+            return {"policy_version": self.version, "trained": len(self.trained_episode_ids)}
+
+    def load_state(self, directory: Path, keep_ledger: bool) -> list[int] | None:
+        """Continue from `save_state`'s output. `keep_ledger`: also take back the trained episode ids, and return
+        the received ones (None otherwise: an async run's earlier segment was reconciled when it was saved)."""
+        tensors, meta = read_state(directory, "actor")
+        check_compatible(meta["model_cfg"], self.model_cfg)
+        with self.lock:
+            self.policy.load_weights({k[2:]: v for k, v in tensors.items() if k.startswith("w.")})
+            optimizer_from_data(self.optimizer, tensors, meta["optimizer"])
+            self.version = int(meta["policy_version"])
+            torch_rng_from_list(meta["torch_rng"])
+            numpy_rng_from_data(self.rng, meta["numpy_rng"])
+            if not keep_ledger:
+                return None
+            self.trained_episode_ids = list(meta["trained"])
+            return list(meta["received"])
