@@ -9,6 +9,7 @@ import sys
 
 import hydra
 import ray
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from ray.exceptions import RayError
 
@@ -30,6 +31,10 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(config_path=CONFIG_DIR, config_name="vla_trainer", version_base=None)
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if HydraConfig.initialized():
+        # `${now:}` in run_dir resolves again each time it is read, so a run that starts in the next second would
+        # write to a second directory: take the one hydra made (and logs main.log into) once, at start
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
     try:
         validate(cfg)
     except (
