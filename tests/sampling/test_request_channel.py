@@ -155,3 +155,29 @@ def test_the_env_side_drops_a_connection_whose_rollout_worker_went_away():
     assert not client.send(
         0, {"rows": 1}
     )  # re-sent once the restarted worker is reconnected (EnvStream.resend)
+
+
+def test_many_env_workers_connecting_at_once_all_get_through():
+    # 48 env workers connecting in the same instant (a run's start): with multiprocessing's default listen backlog
+    # of 1 some handshakes overflowed and their clients waited forever (a 16-worker run that never started)
+    served = Served()
+    clients: dict[int, RequestClient] = {}
+
+    def connect(rank: int) -> None:
+        c = RequestClient(rank, KEY, lambda *_: None)
+        c.connect(0, served.server.address)
+        clients[rank] = c
+
+    try:
+        threads = [threading.Thread(target=connect, args=(r,), daemon=True) for r in range(48)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20.0
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        assert len(clients) == 48, f"{48 - len(clients)} env workers are still stuck in the handshake"
+        wait_for(lambda: len(served.server.conns) == 48, timeout=10.0)
+        for c in clients.values():
+            c.close()
+    finally:
+        served.close()

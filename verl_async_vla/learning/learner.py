@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,15 @@ class Learner:
         """PPO epochs over episode rows, with the configured off-policy correction; then a new version. The
         batch carries `prox_log_prob` / `prox_values` (learning/episode_queue.py scores them)."""
         with self.lock:
-            return self._update(batch)
+            wall0, cpu0 = time.monotonic(), time.thread_time()
+            metrics = self._update(batch)
+            # this thread's CPU against the update's wall time: below 1, the update waited for a core or the GIL
+            # (other stages on shared cores, or this process's own receiving threads)
+            metrics["actor/update_wall_s"] = time.monotonic() - wall0
+            metrics["actor/update_cpu_share"] = (time.thread_time() - cpu0) / max(
+                metrics["actor/update_wall_s"], 1e-9
+            )
+            return metrics
 
     def _update(self, batch: DataProto) -> dict[str, float]:
         b = batch.batch

@@ -122,6 +122,7 @@ class TrainerLoop:
         self.metrics: list[dict[str, float]] = []
         self.stats: dict[str, float] = defaultdict(float)
         self.stopping = False
+        self.trainer_done = False  # the trainer thread has ended: the publisher may stop once nothing is left
         self.published: tuple[dict, int] | None = None  # (weights on the wire, version) the rollouts acked
         self.to_publish: tuple[dict[str, torch.Tensor], int] | None = (
             None  # newest snapshot not yet published
@@ -250,9 +251,9 @@ class TrainerLoop:
         try:
             while True:
                 with self.cond:
-                    while self.to_publish is None and not self.stopping:
+                    while self.to_publish is None and not self.trainer_done:
                         self.cond.wait(0.1)
-                    if self.to_publish is None:  # stopping, nothing left to publish
+                    if self.to_publish is None:  # the trainer has ended and its last version is out
                         return
                     (weights, version), self.to_publish = self.to_publish, None
                 self.publish(weights, version)
@@ -300,6 +301,9 @@ class TrainerLoop:
             self.stopping = True
             self.cond.notify_all()
         self.thread.join()
+        with self.cond:  # the update in progress when stopping was asked has made its snapshot by now
+            self.trainer_done = True
+            self.cond.notify_all()
         self.publisher.join()  # the last snapshot is published before the ledger is read
         if self.error is not None:
             raise RuntimeError(f"actor trainer loop failed: {self.error!r}") from self.error

@@ -42,6 +42,11 @@ def _no_delay(conn: Connection) -> Connection:
     return conn
 
 
+LISTEN_BACKLOG = (
+    256  # connections waiting to be accepted: more than any run has env workers per rollout worker
+)
+
+
 class ChannelError(RuntimeError):
     pass
 
@@ -54,7 +59,10 @@ class RequestServer:
 
     def __init__(self, host: str, authkey: bytes, on_rows: Callable[[dict[str, Any]], None], name: str):
         self.on_rows, self.authkey, self.name = on_rows, authkey, name
-        self.listener = Listener((host, 0), family="AF_INET", authkey=authkey)
+        # multiprocessing's default backlog is 1: with many env workers connecting at once the kernel drops the
+        # handshakes that overflow it, and a client that got its SYN-ACK then waits forever for a challenge the
+        # server never sends (seen with 16 env workers: a run that never started)
+        self.listener = Listener((host, 0), family="AF_INET", authkey=authkey, backlog=LISTEN_BACKLOG)
         self.address: Address = self.listener.address
         self.cond = threading.Condition()
         self.send_lock = threading.Lock()
