@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
+from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
 from verl_async_vla.learning.learner import Learner
 from verl_async_vla.learning.trainer_loop import TrainerLoop
 from verl_async_vla.models import build_policy
@@ -163,8 +164,6 @@ def test_a_learner_update_is_reproducible_from_its_seed(tmp_path):
     for _ in range(2):
         learner = Learner(MODEL, algo, str(ckpt), seed=3)
         batch = episodes_to_proto(eps, HORIZON)
-        from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
-
         add_proximal_columns(batch)
         take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
         m = learner.update(batch)

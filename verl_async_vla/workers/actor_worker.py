@@ -81,8 +81,8 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def weights_digest(self) -> tuple[int, float]:
-        with self.learner.lock:
-            return self.learner.version, digest(self.learner.policy.get_weights())
+        with self.learner.lock:  # version and weights of the same update
+            return self.learner.version, digest(self.learner.weights())
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def publish_to(self, rollouts: list, transport: str, bucket_mb: float = 256.0, version: int | None = None
@@ -121,7 +121,7 @@ class ActorWorker(Worker):
         if self.loop is not None and self.loop.published is not None:
             return self.loop.published
         with self.learner.lock:
-            return weights_to_wire(self.learner.policy.get_weights()), self.learner.version
+            return weights_to_wire(self.learner.weights()), self.learner.version
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def ingest(self, batch: DataProto) -> dict[str, float]:
