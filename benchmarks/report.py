@@ -154,9 +154,10 @@ YARDSTICK = [
     "measured before any of them runs by timing each stage alone on the same workers (`python -m",
     "verl_async_vla.calibrate`; telemetry/calibration.py): the envs stepping a fixed action on their own lanes,",
     "inference on recorded observations at every batch size a trainer can form (the cheapest counts), PPO updates",
-    "on a recorded batch, each timed apart (the fastest counts: warm-up and other processes only slow an update).",
+    "on a recorded batch, each timed apart (the fastest counts: warm-up and other processes only slow an update),",
+    "and the observations' serialisation (pickled and read back once per process they must reach: rollout, actor).",
     "*Disaggregated* = the slowest stage's capacity alone (every stage on its own hardware). *Machine* = min(cores /",
-    "CPU-seconds per env step summed over the stages, disaggregated) (stages sharing these cores). A run above either",
+    "CPU-seconds per env step summed over the stages and transport, disaggregated) (stages sharing these cores). A run above either",
     "bound means the calibration is wrong; the last column shows how close the fastest run of any trainer came.",
 ]
 SYNTHETIC_INTRO = [
