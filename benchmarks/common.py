@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,52 @@ def trained_figures(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
     share executed but never trained, machine CPU-seconds per trained env step, and the steady-state rate."""
     trained = summary["env_steps_trained"]
     host = summary.get("host_cpu") or {}
+    driver = summary.get("driver_cpu_s")
     return {
         "trained_per_s": summary["trained_env_steps_per_s"],
         "executed_per_s": summary["env_steps_per_s"],
         "untrained_share": summary["untrained_share"],
         "cpu_s_per_trained_sample": host["busy_core_s"] / trained if host and trained else None,
+        "driver_cpu_us_per_trained_sample": 1e6 * driver / trained
+        if driver is not None and trained
+        else None,
         "steady_trained_per_s": steady_trained_per_s(run_dir),
     }
+
+
+def run_interleaved(trainers: dict[str, list[str]], overrides: Callable[[int], list[str]], out: Path, name: str,
+                    repeats: int, bound: float) -> tuple[list[dict[str, Any]], dict[str, list[tuple[Path, dict]]]]:  # fmt: skip
+    """Every trainer `repeats` times on one workload (`overrides(repeat)` after the trainer's own), interleaved so
+    that each trainer opens a repeat in turn and a slow spell of the machine hits them all; a finished run of this
+    code is reused. -> (every summary, per trainer its (run dir, summary) in repeat order)."""
+    summaries: list[dict[str, Any]] = []
+    done: dict[str, list[tuple[Path, dict]]] = {t: [] for t in trainers}
+    for rep in range(repeats):
+        order = list(trainers)
+        for trainer in order[rep % len(order) :] + order[: rep % len(order)]:
+            run_dir = out / f"{name}_{trainer}_r{rep}"
+            s = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
+            if s is None:
+                s = run_main([*trainers[trainer], *overrides(rep)], run_dir, out / f"{run_dir.name}.log")
+            summaries.append(s)
+            done[trainer].append((run_dir, s))
+            print(f"  {name:13s} r{rep} {trainer:12s} trained {s['trained_env_steps_per_s']:7.1f}/s  "
+                  f"executed {s['env_steps_per_s']:7.1f}/s  untrained {s['untrained_share']:.1%}  "
+                  f"machine bound {bound:.1f}", flush=True)  # fmt: skip
+    return summaries, done
+
+
+def median_run_figures(row: dict[str, Any], done: dict[str, list[tuple[Path, dict]]]) -> dict[str, Path]:
+    """The per-run keys (spans, busy, lag, host CPU: `run_figures`) of each trainer's median run by trained/s.
+    -> each trainer's median run directory."""
+    medians = {}
+    for trainer, runs in done.items():
+        run_dir, s = sorted(runs, key=lambda d: d[1]["trained_env_steps_per_s"])[len(runs) // 2]
+        row.update(run_figures(trainer, run_dir, s))
+        if trainer == "async_vla":
+            row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
+        medians[trainer] = run_dir
+    return medians
 
 
 def calibrate_workload(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
@@ -146,6 +186,9 @@ def yardstick(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]], calibr
         row[f"{t}_executed_per_s_median"] = round(statistics.median(f["executed_per_s"] for f in figs), 2)
         row[f"{t}_untrained_share"] = med([f["untrained_share"] for f in figs])
         row[f"{t}_steady_trained_per_s_median"] = med([f["steady_trained_per_s"] for f in figs])
+        row[f"{t}_driver_cpu_us_per_trained_sample"] = med(
+            [f.get("driver_cpu_us_per_trained_sample") for f in figs]
+        )
         row[f"{t}_trained_per_s_runs"] = [round(f["trained_per_s"], 2) for f in figs]
     row["repeats"] = min(len(f) for f in runs.values())
     best = max(syncs, key=lambda t: row[f"{t}_trained_per_s_median"])
@@ -155,6 +198,7 @@ def yardstick(row: dict[str, Any], runs: dict[str, list[dict[str, Any]]], calibr
     row["bound_disaggregated_trained_per_s"] = round(b["disaggregated"], 2)
     row["bound_slowest_stage"] = b["slowest"]
     row["calibration"] = {"stages": b["stages"], "cpu_s_per_step": b["cpu_s_per_step"],
+                          "transport_cpu_s_per_step": b.get("transport_cpu_s_per_step", 0.0),
                           "machine_cpu_limit": b["machine_cpu_limit"],
                           "env_steps_per_decision": calibration["measured"]["env_steps_per_decision"],
                           "episode_env_steps": calibration["measured"]["episode_env_steps"],

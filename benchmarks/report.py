@@ -154,9 +154,10 @@ YARDSTICK = [
     "measured before any of them runs by timing each stage alone on the same workers (`python -m",
     "verl_async_vla.calibrate`; telemetry/calibration.py): the envs stepping a fixed action on their own lanes,",
     "inference on recorded observations at every batch size a trainer can form (the cheapest counts), PPO updates",
-    "on a recorded batch, each timed apart (the fastest counts: warm-up and other processes only slow an update).",
+    "on a recorded batch, each timed apart (the fastest counts: warm-up and other processes only slow an update),",
+    "and the observations' serialisation (pickled and read back once per process they must reach: rollout, actor).",
     "*Disaggregated* = the slowest stage's capacity alone (every stage on its own hardware). *Machine* = min(cores /",
-    "CPU-seconds per env step summed over the stages, disaggregated) (stages sharing these cores). A run above either",
+    "CPU-seconds per env step summed over the stages and transport, disaggregated) (stages sharing these cores). A run above either",
     "bound means the calibration is wrong; the last column shows how close the fastest run of any trainer came.",
 ]
 SYNTHETIC_INTRO = [
@@ -293,46 +294,56 @@ def emulated(lines: list[str]) -> None:
         f"`{res['profile']}`, `models/cost_model.py`; env timing: `longtail` profile via `env=emulated`). Half the",
         f"GPUs infer, half train; {res['envs_per_gpu']} envs per GPU over 8 env workers. Payloads: `{payload}` "
         f"({' '.join(res.get('payload_overrides', [])) or '8x8 images, 4x2 chunks, a few KB of weights'}).",
-        "Async is compared with the best of sync k = 1, 2, 4 (k stage-pipelined env groups). Driver CPU = the",
-        "driver process's CPU time (its threads included) per env step. On this 2-core machine every process shares",
-        "the cores, so the large sizes are bounded by this machine's CPU, not by the emulated cluster. Each stage's",
-        "capacity in the bound is the work it did over its busy time (the actor's: env steps it trained), while env",
-        "steps/s counts executed steps for both trainers; async ends a run with up to (S + 1) batches plus one",
-        "episode per env produced but not trained, so async / bound can exceed 100 %: read it with the samples",
-        "trained/s below.",
+        "On this 2-core machine every process shares the cores, so the large sizes are bounded by this machine's",
+        "CPU (rendering, serialisation, Ray), not by the emulated cluster.",
         "",
-        "| GPUs | envs | lockstep sync | best sync (k) | async | ideal bound | async / best sync | async / bound | "
-        "ceiling: bound / best sync | driver CPU us / env step (async, best sync) | mean inference batch |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for w in res["workloads"]:
-        sch = w.get("scheduler", {})
-        k = w.get("sync_best_k", 1)
-        if "sync_k1_env_steps_per_s" not in w:  # figures from before the best-sync comparison
-            lines.append(f"| {w['gpus']} | {w['envs']} | {w['sync_env_steps_per_s']:.0f} | - | "
-                         f"{w['async_vla_env_steps_per_s']:.0f} | {w['ideal_bound_env_steps_per_s']:.0f} | - | "
-                         f"{w['async_over_bound']:.1%} | - | - | {sch.get('infer_batch_mean', 0):.0f} |")  # fmt: skip
-            continue
-        lines.append(
-            f"| {w['gpus']} | {w['envs']} | {w['sync_k1_env_steps_per_s']:.0f} | {w['sync_env_steps_per_s']:.0f} "
-            f"(k={k}) | {w['async_vla_env_steps_per_s']:.0f} | {w['ideal_bound_env_steps_per_s']:.0f} | "
-            f"{w['async_over_sync']:.2f}x | {w['async_over_bound']:.1%} | {w['ceiling_bound_over_best_sync']:.2f}x | "
-            f"{w['async_vla_driver_cpu_us_per_env_step']:.0f}, {w[f'sync_k{k}_driver_cpu_us_per_env_step']:.0f} | "
-            f"{sch.get('infer_batch_mean', 0):.0f} |"
-        )
-    if any("async_vla_samples_trained_per_s" in w for w in res["workloads"]):
-        rounds = res.get("rounds", 10)  # the default (results written before the key existed used it)
-        lines += ["", "What reached the trainer (samples = decisions trained per second, and updates in the run), with",
-                  f"a budget of {rounds} rounds of one episode per env: async's producers run ahead by their",
-                  "staleness credits (S + 1 batches plus one open episode per env) of what the actor has trained.",
-                  "",
-                  "| GPUs | best sync samples trained/s | async samples trained/s | best sync updates | async updates |",
-                  "|---|---|---|---|---|"]  # fmt: skip
-        for w in res["workloads"]:
+    new = [w for w in res["workloads"] if "repeats" in w]
+    old = [w for w in res["workloads"] if "repeats" not in w]
+    if new:
+        lines += [
+            "On the throughput yardstick above: per cluster size the stages are calibrated alone (emulated inference",
+            "and training times, this machine's env stage and the observations' serialisation), every trainer runs",
+            f"{res.get('repeats', new[0]['repeats'])} interleaved repeats on a budget of {res.get('rounds', 10)} "
+            "rounds of one episode per env *trained*. Env steps trained per second, median [min-max]; driver CPU =",
+            "the driver process's CPU time per trained env step (median over repeats):",
+            "",
+            "| GPUs | envs | machine bound | disaggregated bound (slowest) | sync k=1 | sync k=2 | sync k=4 | async_vla | "
+            "async / best sync (range) | async / machine bound | fastest run / machine bound | "
+            "driver CPU us / trained step (async, best sync) | mean inference batch |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for w in new:
+            best = f"sync_k{w['sync_best_k_trained']}"
+            lo, hi = w["async_over_sync_trained_range"]
+            flag = " **bound broken**" if w["max_trainer_over_machine_bound"] > 1.0 else ""
+            lines.append(
+                f"| {w['gpus']} | {w['envs']} | {w['bound_machine_trained_per_s']:.0f} | "
+                f"{w['bound_disaggregated_trained_per_s']:.0f} ({w['bound_slowest_stage']}) | "
+                + " | ".join(_spread(w, t, "{:.0f}") + (" (best)" if t == best else "") for t in SYNCS)
+                + f" | {_spread(w, 'async_vla', '{:.0f}')} | **{w['async_over_sync_trained']:.2f}x** ({lo:.2f}-{hi:.2f})"
+                f" | {w['async_over_machine_bound_trained']:.0%} | {w['max_trainer_over_machine_bound']:.0%}{flag} | "
+                f"{w['async_vla_driver_cpu_us_per_trained_sample']:.0f}, {w[f'{best}_driver_cpu_us_per_trained_sample']:.0f}"
+                f" | {w.get('scheduler', {}).get('infer_batch_mean', 0):.0f} |"
+            )
+    if old:
+        lines += [
+            "Rows measured on the previous yardstick (env steps *executed* per second, one run per trainer, the async",
+            "run's own span bound): kept for comparison, not comparable with a row above.",
+            "",
+            "| GPUs | envs | lockstep sync | best sync (k) | async | its own span bound | async / best sync | "
+            "driver CPU us / env step (async, best sync) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for w in old:
             k = w.get("sync_best_k", 1)
-            lines.append(f"| {w['gpus']} | {w[f'sync_k{k}_samples_trained_per_s']:.0f} | "
-                         f"{w['async_vla_samples_trained_per_s']:.0f} | {w[f'sync_k{k}_updates']} | "
-                         f"{w['async_vla_updates']} |")  # fmt: skip
+            lines.append(
+                f"| {w['gpus']} | {w['envs']} | {w.get('sync_k1_env_steps_per_s', w['sync_env_steps_per_s']):.0f} | "
+                f"{w['sync_env_steps_per_s']:.0f} (k={k}) | {w['async_vla_env_steps_per_s']:.0f} | "
+                f"{w['ideal_bound_env_steps_per_s']:.0f} | {w.get('async_over_sync', float('nan')):.2f}x | "
+                f"{w.get('async_vla_driver_cpu_us_per_env_step', float('nan')):.0f}, "
+                f"{w.get(f'sync_k{k}_driver_cpu_us_per_env_step', float('nan')):.0f} |"
+            )
     lines += ["", f"![emulated scaling]({res['plot']})", ""]
 
 

@@ -30,9 +30,8 @@ from common import (
     RESULTS,
     ROOT,
     calibrate_workload,
-    reusable_summary,
-    run_figures,
-    run_main,
+    median_run_figures,
+    run_interleaved,
     run_provenance,
     trained_figures,
     write_result,
@@ -129,34 +128,18 @@ def main() -> None:
         b = cal["bounds"]
         print(f"  {workload}: bounds (env steps trained/s) disaggregated {b['disaggregated']:.1f} "
               f"(slowest {b['slowest']}), machine {b['machine']:.1f}", flush=True)  # fmt: skip
-        summaries, runs, figures = [], {t: [] for t in trainers}, {t: [] for t in trainers}
-        for rep in range(args.repeats):
-            order = list(trainers)
-            order = (
-                order[rep % len(order) :] + order[: rep % len(order)]
-            )  # each trainer starts a repeat in turn
-            for trainer in order:
-                run_dir = out / f"{workload}_{trainer}_r{rep}"
-                s = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
-                if s is None:
-                    s = run_main([*trainers[trainer], *COMMON, *WORKLOADS[workload], f"seed={args.seed + rep}",
-                                  f"trainer.total_env_steps={budget}"], run_dir, out / f"{run_dir.name}.log")  # fmt: skip
-                summaries.append(s)
-                runs[trainer].append(trained_figures(run_dir, s))
-                figures[trainer].append((run_dir, s))
-                print(f"  {workload:13s} r{rep} {trainer:12s} trained {s['trained_env_steps_per_s']:7.1f}/s  "
-                      f"executed {s['env_steps_per_s']:7.1f}/s  untrained {s['untrained_share']:.1%}  "
-                      f"machine bound {b['machine']:.1f}", flush=True)  # fmt: skip
-        for trainer, done in figures.items():
-            # the old per-run keys (spans, busy, lag, host CPU) from the trainer's median run
-            ranked = sorted(done, key=lambda d: d[1]["trained_env_steps_per_s"])
-            run_dir, s = ranked[len(ranked) // 2]
-            row.update(run_figures(trainer, run_dir, s))
-            if trainer == "async_vla":
-                row["scheduler"] = {k: round(v, 3) for k, v in s["scheduler"].items()}
-            if workload in ("longtail", "libero_spatial") and trainer in ("sync_k1", "async_vla"):
+        summaries, done = run_interleaved(
+            trainers,
+            lambda rep, w=workload, n=budget: [*COMMON, *WORKLOADS[w], f"seed={args.seed + rep}",
+                                               f"trainer.total_env_steps={n}"],
+            out, workload, args.repeats, b["machine"],
+        )  # fmt: skip
+        runs = {t: [trained_figures(d, s) for d, s in done[t]] for t in trainers}
+        median_run_figures(row, done)
+        if workload in ("longtail", "libero_spatial"):  # the first repeat's timelines, for docs/benchmarks.md
+            for trainer in ("sync_k1", "async_vla"):
                 name = ("libero_" if workload.startswith("libero") else "") + trainer.split("_")[0]
-                shutil.copy(done[0][0] / "timeline.png", ROOT / "docs" / f"timeline_{name}.png")
+                shutil.copy(done[trainer][0][0] / "timeline.png", ROOT / "docs" / f"timeline_{name}.png")
         yardstick(row, {t: runs[t] for t in TRAINERS}, cal, syncs=["sync_k1", "sync_k2", "sync_k4"])
         for v in args.variants:  # against the same bound and the same best sync
             med = sorted(f["trained_per_s"] for f in runs[v])[len(runs[v]) // 2]

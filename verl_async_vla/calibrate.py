@@ -4,7 +4,7 @@
 
 Takes the same overrides as the main job (the trainer's own keys are irrelevant: no trainer runs). Spawns the
 same worker groups a run uses, records one training batch by playing episodes in lockstep with the start policy,
-then times each stage with nothing else running (telemetry/calibration.py) and writes `run_dir/calibration.json`:
+then times each stage with nothing else running, and the observations' serialisation (telemetry/calibration.py) and writes `run_dir/calibration.json`:
 the raw measurements, each stage's capacity and CPU per env step, and the disaggregated and machine bounds in env
 steps trained per second. benchmarks/throughput.py runs it once per workload, before the trainers.
 """
@@ -30,7 +30,7 @@ from verl_async_vla.config import CONFIG_DIR
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.sampling.lockstep import play_episodes
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
-from verl_async_vla.telemetry.calibration import bounds_from_measurements
+from verl_async_vla.telemetry.calibration import bounds_from_measurements, serialisation_cost
 from verl_async_vla.telemetry.run_log import source_commit
 from verl_async_vla.validate import validate
 
@@ -58,6 +58,17 @@ def observations(episodes: list[Episode]) -> DataProto:
                  "state": torch.from_numpy(np.stack([r[1] for r in rows]))},
         non_tensors={"instruction": np.array([r[2] for r in rows], dtype=object)},
     )  # fmt: skip
+
+
+def transport(episodes: list[Episode], placement: str, rows: int = 256) -> dict[str, float]:
+    """The serialisation of (up to `rows` of) the recorded observations, and how many times each must cross: to the
+    rollout worker and, in its episode, to the actor (once when they share a process: `trainer.placement=colocated`).
+    The cost per row is what counts, so a sample of the batch suffices (its memory stays small at 224 px)."""
+    obs = [(im, st, e.instruction) for e in episodes for im, st in zip(e.image, e.state, strict=True)][:rows]
+    payload = {"image": np.stack([o[0] for o in obs]), "state": np.stack([o[1] for o in obs]),
+               "instruction": [o[2] for o in obs]}  # fmt: skip
+    crossings = 1.0 if placement == "colocated" else 2.0
+    return {"rows": float(len(obs)), "crossings": crossings, **serialisation_cost(payload)}
 
 
 def inference_batch_sizes(num_envs: int, rollout_workers: int) -> list[int]:
@@ -102,6 +113,7 @@ def calibrate(cfg: RunConfig) -> dict[str, Any]:
              "wall_s": max(r[i]["wall_s"] for r in rollout),
              "cpu_s": sum(r[i]["cpu_s"] for r in rollout) / len(rollout)} for i, size in enumerate(sizes)]},
         "actor": actor,
+        "transport": transport(episodes, cfg.trainer.placement),
     }  # fmt: skip
     return {"measured": measured, "bounds": bounds_from_measurements(measured), "commit": source_commit(),
             "seconds": {"env": ENV_SECONDS, "inference_per_batch": INFER_SECONDS, "actor_updates": ACTOR_UPDATES}}  # fmt: skip

@@ -5,12 +5,14 @@ registry import each other)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from verl_async_vla.config.schema import WEIGHT_TRANSPORTS, RunConfig
+from verl_async_vla.plumbing.process import core_layout
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
@@ -124,6 +126,12 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             "trainer.weight_sync=collective needs trainer=async_vla with trainer.placement=disaggregated "
             "(colocated rollout and actor share weights in one process; sync publishes by the object store)."
         )
+    core_layout(t.cpu_layout, t.actor_workers, os.cpu_count() or 1)  # raises with the fix named
+    if t.cpu_layout != "shared" and t.placement != "disaggregated":
+        raise ValueError(
+            f"trainer.cpu_layout={t.cpu_layout} gives the actor processes cores of their own, but "
+            "trainer.placement=colocated runs the actor inside the rollout processes; use trainer.cpu_layout=shared."
+        )
     if t.weight_bucket_mb <= 0:
         raise ValueError("trainer.weight_bucket_mb must be > 0.")
     if run.trainer.worker_restarts < 0 or run.trainer.run_restarts < 0:
@@ -146,7 +154,6 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         )
     if f.inject.kind != "none" and not f.inject.token:  # one run, resumed or not, counts its faults once
         import hashlib
-        import os
 
         f.inject.token = hashlib.sha1(os.path.abspath(run.run_dir).encode()).hexdigest()[:16]
     if f.inject.kind == "schedule" and f.inject.envs <= 0:

@@ -54,6 +54,14 @@ def test_cross_field_rules_name_the_fix():
         validate({"model": {"action_head": "diffusion"}})
 
 
+def test_a_cpu_layout_is_checked_against_the_placement_and_the_machine():
+    assert validate({"trainer": {"cpu_layout": "actor_apart"}}).trainer.cpu_layout == "actor_apart"
+    with pytest.raises(ValueError, match="trainer.cpu_layout=shared"):
+        validate({"trainer": {"cpu_layout": "actor_apart", "placement": "colocated"}})
+    with pytest.raises(ValueError, match="unknown"):
+        validate({"trainer": {"cpu_layout": "pinned"}})
+
+
 def test_advantage_estimators_are_checked_at_start_up_with_the_fix_named():
     assert validate({"algo": {"off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"  # the pair
     with pytest.raises(ValueError, match="algo.off_policy=vtrace"):

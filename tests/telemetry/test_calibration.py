@@ -3,9 +3,15 @@ env latency is known, through the same worker groups a run uses."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
-from verl_async_vla.telemetry.calibration import StageCost, bounds_from_measurements, pipeline_bounds
+from verl_async_vla.telemetry.calibration import (
+    StageCost,
+    bounds_from_measurements,
+    pipeline_bounds,
+    serialisation_cost,
+)
 
 
 def stages(env=300.0, rollout=2000.0, actor=500.0, cpu=(1e-3, 2e-4, 8e-4)):
@@ -75,6 +81,35 @@ def test_the_actor_counts_at_its_fastest_timed_update():
     assert b["slowest"] == "actor" and b["disaggregated"] == pytest.approx(500.0)
 
 
+def test_the_observations_crossings_count_in_the_machine_bound_only():
+    measured = {
+        "cores": 2, "env_steps_per_decision": 4.0,
+        "env": {"env_steps": 1000, "env_steps_per_s": 5000.0, "cpu_s": 0.5},
+        "rollout": {"workers": 1, "batches": [{"batch": 8, "rows": 8000, "wall_s": 1.0, "cpu_s": 0.4}]},
+        "actor": {"env_steps": 2000, "wall_s": 0.5, "cpu_s": 0.5},
+    }  # fmt: skip
+    without = bounds_from_measurements(measured)
+    # 1000 observations, 0.4 s to pickle and read back each time, two crossings: 0.2 ms per env step
+    measured["transport"] = {"rows": 1000.0, "crossings": 2.0, "cpu_s": 0.4, "bytes": 1e6}
+    b = bounds_from_measurements(measured)
+    assert b["transport_cpu_s_per_step"] == pytest.approx(2 * 0.4 / 1000 / 4.0)
+    assert b["cpu_s_per_step"] == pytest.approx(without["cpu_s_per_step"] + 2e-4)
+    assert (
+        b["machine"] == pytest.approx(2 / (without["cpu_s_per_step"] + 2e-4))
+        and b["machine"] < without["machine"]
+    )
+    assert b["disaggregated"] == without["disaggregated"]  # on a cluster it runs on every host at once
+    with pytest.raises(ValueError, match="transport"):
+        pipeline_bounds(stages(), cores=2, transport_cpu_s_per_step=-1.0)
+
+
+def test_serialisation_cost_grows_with_the_payload():
+    small = serialisation_cost({"image": np.zeros((4, 8, 8, 3), np.uint8)})
+    large = serialisation_cost({"image": np.ones((64, 224, 448, 3), np.uint8)})
+    assert large["bytes"] >= 64 * 224 * 448 * 3 > small["bytes"]
+    assert large["cpu_s"] > small["cpu_s"] >= 0
+
+
 @pytest.mark.slow
 def test_a_calibrated_env_stage_runs_at_the_rate_its_latency_allows(ray_session, small_cfg):
     """env.latency=uniform sleeps 10 ms per control step: 4 envs on their own lanes can do at most 400 env steps a
@@ -90,3 +125,6 @@ def test_a_calibrated_env_stage_runs_at_the_rate_its_latency_allows(ray_session,
     assert b["stages"]["actor"]["capacity"] > 0 and b["stages"]["rollout"]["capacity"] > 0
     assert 0 < b["machine"] <= b["disaggregated"]
     assert m["actor"]["updates"] >= 1 and m["actor"]["score_cpu_s"] > 0
+    # every recorded observation is serialised, and crosses twice on the default (disaggregated) placement
+    assert m["transport"]["crossings"] == 2 and m["transport"]["rows"] > 0
+    assert m["transport"]["bytes"] > 0 and b["transport_cpu_s_per_step"] > 0

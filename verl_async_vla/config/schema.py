@@ -173,6 +173,9 @@ class TrainerConfig:
     # yield to it, so on shared cores the stage that sets the pace never waits for a core (plumbing/process.py)
     env_nice: int = 10
     rollout_nice: int = 5
+    # where processes may run (plumbing/process.py: core_layout): shared = anywhere; actor_apart = each actor rank
+    # on a core of its own, every other process (driver, Ray's own, env, rollout) on the rest
+    cpu_layout: str = "shared"
     eval_every: int = 10  # iterations; 0 disables
     eval_episodes: int = 64
     # whole-run checkpoints (controller/checkpointing.py): every N updates; 0 = only the final policy checkpoint

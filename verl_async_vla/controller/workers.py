@@ -8,6 +8,7 @@ never stops the async pipeline.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import ray
@@ -17,6 +18,7 @@ from verl_async_vla.config.schema import FaultInjectionConfig, RunConfig
 from verl_async_vla.envs import check_env_backend
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
 from verl_async_vla.models.sft import start_checkpoint
+from verl_async_vla.plumbing.process import core_layout, pin_to_cores
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
 from verl_async_vla.workers.placement import init_ray, release, spawn_colocated, spawn_group
 
@@ -72,13 +74,18 @@ class WorkerSet:
 def spawn_workers(cfg: RunConfig) -> WorkerSet:
     t = cfg.trainer
     check_env_backend(cfg.env)
+    layout = core_layout(t.cpu_layout, t.actor_workers, os.cpu_count() or 1)
+    actor_cores, other_cores = layout or (None, None)
+    # before Ray starts, so that its own processes (and the workers they fork) inherit the others' cores
+    pin_to_cores(other_cores)
     init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 4)
     common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
+    producer = dict(cores=other_cores, **common)
     # a training env or rollout process that dies is restarted by Ray in place (trainer=async_vla rejoins it:
     # controller/recovery.py; trainer=sync resumes the run from its checkpoint: main.py)
     restarts = {"max_restarts": t.worker_restarts}
     env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
-                         niceness=t.env_nice, **common)  # fmt: skip
+                         niceness=t.env_nice, **producer)  # fmt: skip
     spec = env_wg.spec()[0]
     if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
         release(env_wg)
@@ -91,7 +98,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         check_compatible(load_checkpoint(cfg.model.checkpoint)["model_cfg"], cfg.model)
     init_ckpt = str(start_checkpoint(cfg))
     model_cfg = dataclasses.asdict(cfg.model)
-    rollout_kwargs = dict(model_cfg=model_cfg, **common)
+    rollout_kwargs = dict(model_cfg=model_cfg, **producer)
     gpu = cfg.model.device.startswith("cuda")  # one GPU per rollout / actor process (per fused process)
     # No bigger than a training worker's envs: a LIBERO env holds ~1-2 GB.
     eval_envs = min(t.eval_episodes, cfg.env.num_envs_per_worker, 32)
@@ -103,7 +110,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
             cfg.env, num_envs_per_worker=eval_envs, latency="none", faults=no_faults
         )
         eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env),
-                                  niceness=t.env_nice, **common)  # fmt: skip
+                                  niceness=t.env_nice, **producer)  # fmt: skip
         eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, niceness=t.rollout_nice,
                                       **rollout_kwargs)  # fmt: skip
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
@@ -115,5 +122,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     else:
         rollout_wg = spawn_group(RolloutWorker, t.rollout_workers, "rollout", use_gpu=gpu, options=restarts,
                                  niceness=t.rollout_nice, **rollout_kwargs)  # fmt: skip
-        actor_wg = spawn_group(ActorWorker, t.actor_workers, "actor", use_gpu=gpu, **actor_kwargs)
+        actor_wg = spawn_group(
+            ActorWorker, t.actor_workers, "actor", use_gpu=gpu, cores=actor_cores, **actor_kwargs
+        )
     return WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs)

@@ -80,6 +80,44 @@ def lower_priority(niceness: int) -> int:
     return changed
 
 
+CPU_LAYOUTS = ("shared", "actor_apart")  # trainer.cpu_layout
+
+
+def core_layout(layout: str, actor_ranks: int, cores: int) -> tuple[list[int], list[int]] | None:
+    """`trainer.cpu_layout` on a machine with `cores` -> (the core of each actor rank, the cores every other process
+    shares), or None for "shared" (the kernel places every process anywhere). "actor_apart" is the disaggregated
+    placement on one machine: the stage that consumes what the others produce gets cores of its own, the way it
+    would get its own GPUs on a cluster, so it never waits for a core while producers run ahead."""
+    if layout not in CPU_LAYOUTS:
+        raise ValueError(f"trainer.cpu_layout={layout!r} is unknown; use one of {list(CPU_LAYOUTS)}.")
+    if layout == "shared":
+        return None
+    if cores <= actor_ranks:
+        raise ValueError(
+            f"trainer.cpu_layout=actor_apart gives each of the {actor_ranks} actor rank(s) a core of its own and "
+            f"needs at least one more for the other workers, but this machine has {cores}; use "
+            "trainer.cpu_layout=shared or fewer trainer.actor_workers."
+        )
+    return list(range(cores - actor_ranks, cores)), list(range(cores - actor_ranks))
+
+
+def pin_to_cores(cores: Iterable[int] | None) -> int:
+    """Restrict every thread this process has to `cores` (threads started later inherit their creator's mask, and
+    so do child processes). -> threads changed (0 for None, or where the platform has no affinity)."""
+    if cores is None or not hasattr(os, "sched_setaffinity"):
+        return 0
+    mask = set(cores)
+    tasks = Path("/proc/self/task")
+    changed = 0
+    for tid in (int(t.name) for t in tasks.iterdir()) if tasks.is_dir() else (0,):
+        try:
+            os.sched_setaffinity(tid, mask)
+            changed += 1
+        except (OSError, ProcessLookupError):  # a thread that ended meanwhile
+            pass
+    return changed
+
+
 def set_thread_budget(threads: int) -> None:
     """2 cores are shared by every Ray actor: each worker gets an explicit intra-op thread count."""
     torch.set_num_threads(max(1, threads))

@@ -7,13 +7,16 @@ stage runs alone, on the same worker processes and thread budgets the trainers u
 - env: every env of every env worker steps on its own lane with a fixed action, resetting after the episode length
   the policy actually plays (`episode_env_steps`), so resets weigh as much as in training;
 - inference: a rollout worker answers recorded observations at each batch size a trainer can form;
-- actor: PPO updates on a recorded training batch (on-policy: no proximal scoring pass is needed).
+- actor: PPO updates on a recorded training batch (on-policy: no proximal scoring pass is needed);
+- transport: every decision's observation leaves the env process for each process that needs it (the rollout
+  worker, and the actor with the episode; one crossing when they share a process): at least one serialisation and
+  one deserialisation each, timed on the recorded observations (pickle, the cheapest wire format Ray uses).
 
 Each stage reports its capacity when it has the machine to itself (env steps/s) and the CPU it burns per env step
 (core-seconds, the worker processes' own CPU clocks). Two bounds follow, one number per workload for every trainer:
 
-    disaggregated = min_s capacity_s                       (every stage on its own hardware: what a cluster allows)
-    machine       = min(cores / sum_s cpu_s, disaggregated) (stages sharing these cores)
+    disaggregated = min_s capacity_s                                   (every stage on its own hardware)
+    machine       = min(cores / (sum_s cpu_s + transport), disaggregated) (stages sharing these cores)
 
 Both are upper bounds on env steps *trained* per second: every trained env step was stepped by an env, chosen by
 an inference call and trained by the actor, so it cost at least sum_s cpu_s core-seconds, and no stage can run
@@ -41,17 +44,23 @@ class StageCost:
     cpu_s_per_step: float
 
 
-def pipeline_bounds(stages: dict[str, StageCost], cores: float) -> dict[str, Any]:
-    """-> {"disaggregated", "machine", "slowest", "cpu_s_per_step"}: env steps trained per second no trainer can
-    exceed, on a cluster (the slowest stage alone) and on these `cores` (CPU per step across the stages)."""
+def pipeline_bounds(
+    stages: dict[str, StageCost], cores: float, transport_cpu_s_per_step: float = 0.0
+) -> dict[str, Any]:
+    """-> {"disaggregated", "machine", "slowest", "cpu_s_per_step", ...}: env steps trained per second no trainer
+    can exceed, on a cluster (the slowest stage alone) and on these `cores` (CPU per step across the stages and the
+    observations' unavoidable serialisation between their processes). Transport has no capacity of its own here: on
+    a cluster it runs on every stage's host at once."""
     missing = [s for s in STAGES if s not in stages]
     if missing:
         raise ValueError(f"pipeline_bounds needs every stage measured; missing {missing}")
     if cores <= 0:
         raise ValueError(f"cores must be > 0, got {cores}")
+    if transport_cpu_s_per_step < 0:
+        raise ValueError(f"transport_cpu_s_per_step must be >= 0, got {transport_cpu_s_per_step}")
     slowest = min(stages, key=lambda s: stages[s].capacity)
     disaggregated = stages[slowest].capacity
-    cpu = sum(c.cpu_s_per_step for c in stages.values())
+    cpu = sum(c.cpu_s_per_step for c in stages.values()) + transport_cpu_s_per_step
     cpu_limit = cores / cpu if cpu > 0 else float("inf")
     return {
         "disaggregated": disaggregated,
@@ -59,6 +68,7 @@ def pipeline_bounds(stages: dict[str, StageCost], cores: float) -> dict[str, Any
         "machine_cpu_limit": cpu_limit,
         "slowest": slowest,
         "cpu_s_per_step": cpu,
+        "transport_cpu_s_per_step": transport_cpu_s_per_step,
     }
 
 
@@ -83,9 +93,18 @@ def stage_costs_from_measurements(measured: dict[str, Any]) -> dict[str, StageCo
     return {"env": env_cost, "rollout": rollout, "actor": actor_cost}
 
 
+def transport_cpu_per_step(measured: dict[str, Any]) -> float:
+    """Core-seconds per env step the observations' crossings cost (0 for calibrations made before it was timed)."""
+    t = measured.get("transport")
+    if not t:
+        return 0.0
+    return t["crossings"] * t["cpu_s"] / t["rows"] / measured["env_steps_per_decision"]
+
+
 def bounds_from_measurements(measured: dict[str, Any]) -> dict[str, Any]:
     stages = stage_costs_from_measurements(measured)
-    return {"stages": {k: asdict(v) for k, v in stages.items()}, **pipeline_bounds(stages, measured["cores"])}
+    return {"stages": {k: asdict(v) for k, v in stages.items()},
+            **pipeline_bounds(stages, measured["cores"], transport_cpu_per_step(measured))}  # fmt: skip
 
 
 # ---- the measurements, run inside the workers ---------------------------------------------------------------
@@ -94,6 +113,20 @@ def measure(fn: Callable[[], object]) -> dict[str, float]:
     cpu0, t0 = time.process_time(), time.monotonic()
     fn()
     return {"wall_s": time.monotonic() - t0, "cpu_s": time.process_time() - cpu0}
+
+
+def serialisation_cost(payload: object, repeats: int = 3) -> dict[str, float]:
+    """CPU of pickling `payload` and reading it back (protocol 5, as Ray's object store), the fastest of `repeats`,
+    and its size: what one crossing between processes costs at the least (no copy through a socket counted)."""
+    import pickle
+
+    best, size = float("inf"), 0
+    for _ in range(repeats):
+        cpu0 = time.process_time()
+        blob = pickle.dumps(payload, protocol=5)
+        pickle.loads(blob)
+        best, size = min(best, time.process_time() - cpu0), len(blob)
+    return {"cpu_s": best, "bytes": float(size)}
 
 
 def timed(fn: Callable[[], int], seconds: float) -> dict[str, float]:

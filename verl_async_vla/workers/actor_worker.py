@@ -23,17 +23,19 @@ from verl_async_vla.learning.trainer_loop import RayTrainPeers, TrainerLoop, Tra
 from verl_async_vla.learning.weight_plane import WeightGroup, digest, free_address
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.models.checkpoint import save_checkpoint
-from verl_async_vla.plumbing.process import process_info, set_thread_budget
+from verl_async_vla.plumbing.process import pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import weights_to_wire
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 
 
 class ActorWorker(Worker):
-    def __init__(
-        self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1
-    ):
+    def __init__(self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1,
+                 cores: list[int] | None = None):  # fmt: skip
         super().__init__()
         set_thread_budget(torch_threads)
+        # trainer.cpu_layout=actor_apart: this rank's own core (`cores` lists one per rank); threads started later
+        # (the trainer loop's, the publisher's) inherit it
+        pin_to_cores(None if cores is None else [cores[self.rank]])
         self.algo = AlgoConfig(**algo_cfg)
         gpu = model_cfg.get("device", "cpu").startswith("cuda")
         dp = DataParallel(self.rank, self.world_size, "nccl" if gpu else "gloo")  # learning/data_parallel.py

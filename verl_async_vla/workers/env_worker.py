@@ -14,7 +14,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 
 from verl_async_vla.config.schema import EnvConfig, from_dict
 from verl_async_vla.envs import EnvSpec
-from verl_async_vla.plumbing.process import lower_priority, process_info, set_thread_budget
+from verl_async_vla.plumbing.process import lower_priority, pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
@@ -24,12 +24,15 @@ from verl_async_vla.workers.codec import obs_to_proto, step_to_proto
 
 
 class EnvWorker(Worker):
-    def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0):
+    def __init__(self, env_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0,
+                 cores: list[int] | None = None):  # fmt: skip
         super().__init__()
         set_thread_budget(torch_threads)
         self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
         self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
-        lower_priority(niceness)  # after the lanes exist: their threads are reniced too (trainer.env_nice)
+        # after the lanes exist: their threads are reniced and placed too (trainer.env_nice, trainer.cpu_layout)
+        lower_priority(niceness)
+        pin_to_cores(cores)
         self.stream: EnvStream | None = None
         self.episodes_ended = 0  # lockstep path: episode ends seen here, the producer-side count
         self.episodes_discarded = 0  # lockstep path: episodes lost to an env fault

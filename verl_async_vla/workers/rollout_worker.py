@@ -16,7 +16,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
-from verl_async_vla.plumbing.process import lower_priority, process_info, set_thread_budget
+from verl_async_vla.plumbing.process import lower_priority, pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import weights_from_wire
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.sampling.request_channel import Address
@@ -26,10 +26,13 @@ from verl_async_vla.workers.codec import proto_to_policy_obs
 
 
 class RolloutWorker(Worker):
-    def __init__(self, model_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0):
+    def __init__(self, model_cfg: dict, seed: int, torch_threads: int = 1, niceness: int = 0,
+                 cores: list[int] | None = None):  # fmt: skip
         super().__init__()
         set_thread_budget(torch_threads)
-        lower_priority(niceness)  # trainer.rollout_nice; threads started later (the server's) inherit it
+        # trainer.rollout_nice and trainer.cpu_layout; threads started later (the server's) inherit both
+        lower_priority(niceness)
+        pin_to_cores(cores)
         torch.manual_seed(seed * 104729 + self.rank)
         self.policy = build_policy(ModelConfig(**model_cfg)).eval()
         self.policy_version = -1  # no weights yet
