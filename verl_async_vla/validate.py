@@ -121,10 +121,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(
             f"trainer.weight_sync={t.weight_sync!r} is unknown; use one of {list(WEIGHT_TRANSPORTS)}."
         )
-    if t.weight_sync == "collective" and (t.name != "async_vla" or t.placement != "disaggregated"):
+    if t.weight_sync == "collective" and t.placement != "disaggregated":
         raise ValueError(
-            "trainer.weight_sync=collective needs trainer=async_vla with trainer.placement=disaggregated "
-            "(colocated rollout and actor share weights in one process; sync publishes by the object store)."
+            "trainer.weight_sync=collective needs trainer.placement=disaggregated (colocated rollout and actor "
+            "share one process: there is nothing to broadcast); use trainer.weight_sync=object_store."
         )
     core_layout(t.cpu_layout, t.actor_workers, os.cpu_count() or 1)  # raises with the fix named
     if t.cpu_layout != "shared" and t.placement != "disaggregated":

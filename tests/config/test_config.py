@@ -62,6 +62,16 @@ def test_a_cpu_layout_is_checked_against_the_placement_and_the_machine():
         validate({"trainer": {"cpu_layout": "pinned"}})
 
 
+def test_the_collective_weight_plane_is_open_to_both_trainers_but_not_to_a_colocated_placement():
+    for name in ("sync", "async_vla"):
+        cfg = validate({"trainer": {"name": name, "weight_sync": "collective"}})
+        assert cfg.trainer.weight_sync == "collective"
+    with pytest.raises(ValueError, match="trainer.weight_sync=object_store"):
+        validate({"trainer": {"weight_sync": "collective", "placement": "colocated"}})
+    with pytest.raises(ValueError, match="unknown"):
+        validate({"trainer": {"weight_sync": "nccl"}})
+
+
 def test_advantage_estimators_are_checked_at_start_up_with_the_fix_named():
     assert validate({"algo": {"off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"  # the pair
     with pytest.raises(ValueError, match="algo.off_policy=vtrace"):

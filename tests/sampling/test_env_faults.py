@@ -12,6 +12,7 @@ from verl_async_vla.config.schema import EnvConfig, EnvFaultConfig, FaultInjecti
 from verl_async_vla.envs import wrappers
 from verl_async_vla.sampling.env_faults import EnvFleetError
 from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.lockstep_lanes import LockstepLanes
 
 
 def lanes(kind="none", env=1, after=2, times=1, timeout=0.0, max_rebuilds=3, min_live=0.5, hang_s=30.0):
@@ -27,33 +28,33 @@ def lanes(kind="none", env=1, after=2, times=1, timeout=0.0, max_rebuilds=3, min
 def step_all(ln, actions=None):
     ids = np.arange(ln.num_envs)
     chunks = np.zeros((ln.num_envs, 1, 2), np.float32) if actions is None else actions
-    return ln.step(ids, chunks)
+    return LockstepLanes(ln).step(ids, chunks)
 
 
 @pytest.mark.parametrize("kind", ["raise", "nan_obs"])
 def test_a_raising_or_nan_env_loses_only_its_episode_and_is_rebuilt(kind):
     ln = lanes(kind, env=1, after=2)
-    ln.reset(np.arange(3))  # call 1 of every env
+    LockstepLanes(ln).reset(np.arange(3))  # call 1 of every env
     res = step_all(ln)  # call 2: env 1 faults
     assert res.discarded.tolist() == [False, True, False]
     assert np.isfinite(res.obs.state[[0, 2]]).all()
     report = ln.fault_report()
     assert report["counts"]["raised" if kind == "raise" else "bad_obs"] == 1
     assert [r["outcome"] for r in report["records"]] == ["rebuilt"] and report["records"][0]["env"] == 1
-    assert len(ln.reset(np.arange(3)).env_ids) == 3  # the rebuilt env plays again
+    assert len(LockstepLanes(ln).reset(np.arange(3)).env_ids) == 3  # the rebuilt env plays again
     assert not step_all(ln).discarded.any()
     ln.close()
 
 
 def test_a_hung_env_is_timed_out_and_its_siblings_go_on():
     ln = lanes("hang", env=0, after=2, timeout=0.5, hang_s=20.0)
-    ln.reset(np.arange(3))
+    LockstepLanes(ln).reset(np.arange(3))
     t0 = time.monotonic()
     res = step_all(ln)
     assert time.monotonic() - t0 < 5.0  # not the 20 s hang
     assert res.discarded.tolist() == [True, False, False]
     assert ln.fault_report()["counts"]["hang"] == 1 and ln.generation[0] == 1
-    assert len(ln.reset(np.arange(3)).env_ids) == 3  # a new lane, a new simulator
+    assert len(LockstepLanes(ln).reset(np.arange(3)).env_ids) == 3  # a new lane, a new simulator
     ln.close()
 
 
@@ -62,23 +63,23 @@ def test_a_lane_replaced_before_the_caller_waits_on_it_is_still_seen_as_hung():
     # env's lane before the caller gets to it. The wait must judge the call by the generation it was submitted
     # under (not the one current when waiting starts), and find that env's rebuild filed.
     ln = lanes("hang", env=0, after=2, timeout=0.5, hang_s=20.0)
-    ln.reset(np.arange(3))
-    call = ln._submit_guarded(0, ln.step_env, 0, np.zeros((1, 2), np.float32))
+    LockstepLanes(ln).reset(np.arange(3))
+    call = ln.submit_guarded(0, ln.step_env, 0, np.zeros((1, 2), np.float32))
     deadline = time.monotonic() + 10.0
     while ln.generation[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ln.generation[0] == 1, "the watchdog did not replace the hung lane"
     t0 = time.monotonic()
-    fault = ln._wait(0, call)
+    fault = ln.wait_guarded(0, call)
     assert fault.kind == "hang" and time.monotonic() - t0 < 5.0  # not the 20 s the old lane stays hung
-    assert ln._settle(0, fault) is None and 0 not in ln.rebuilding  # its rebuild was found and awaited
-    assert len(ln.reset(np.arange(3)).env_ids) == 3
+    assert ln.settle(0, fault) is None and 0 not in ln.rebuilding  # its rebuild was found and awaited
+    assert len(LockstepLanes(ln).reset(np.arange(3)).env_ids) == 3
     ln.close()
 
 
 def test_a_policy_fault_discards_the_episode_without_rebuilding_the_env():
     ln = lanes()
-    ln.reset(np.arange(3))
+    LockstepLanes(ln).reset(np.arange(3))
     actions = np.zeros((3, 1, 2), np.float32)
     actions[2] = np.nan
     assert step_all(ln, actions).discarded.tolist() == [False, False, True]
@@ -89,11 +90,13 @@ def test_a_policy_fault_discards_the_episode_without_rebuilding_the_env():
 
 def test_an_env_that_keeps_failing_is_quarantined_then_the_fleet_check_stops_the_run():
     ln = lanes("raise", env=1, after=1, times=-1, max_rebuilds=1, min_live=0.5)
-    obs = ln.reset(np.arange(3))  # env 1 fails its reset, is rebuilt, fails again: quarantined
+    obs = LockstepLanes(ln).reset(np.arange(3))  # env 1 fails its reset, is rebuilt, fails again: quarantined
     assert obs.env_ids.tolist() == [0, 2] and ln.fault_report()["quarantined"] == [1]
     ln.close()
     with pytest.raises(EnvFleetError, match=r"only 2 of 3 envs are left.*env 1 \(task .*min_live_fraction"):
-        lanes("raise", env=1, after=1, times=-1, max_rebuilds=1, min_live=0.9).reset(np.arange(3))
+        LockstepLanes(lanes("raise", env=1, after=1, times=-1, max_rebuilds=1, min_live=0.9)).reset(
+            np.arange(3)
+        )
 
 
 def test_scheduled_faults_strike_each_env_in_turn_once_per_period(monkeypatch):
@@ -107,7 +110,7 @@ def test_scheduled_faults_strike_each_env_in_turn_once_per_period(monkeypatch):
     cfg = dataclasses.replace(EnvConfig(), num_envs_per_worker=3, image_size=16, max_episode_steps=1000,
                               faults=EnvFaultConfig(max_rebuilds=10, inject=inject))  # fmt: skip
     ln = EnvLanes(cfg, seed=0, rank=0)
-    ln.reset(np.arange(3))
+    LockstepLanes(ln).reset(np.arange(3))
     for _ in range(
         9
     ):  # periods 0..4, two steps each: the second step of a period finds its fault already claimed
@@ -115,7 +118,7 @@ def test_scheduled_faults_strike_each_env_in_turn_once_per_period(monkeypatch):
         res = step_all(ln)
         again = np.flatnonzero(res.discarded | res.terminated | res.truncated)
         if len(again):  # a faulted env was rebuilt, a finished one is done: both start a new episode
-            ln.reset(again)
+            LockstepLanes(ln).reset(again)
     records = ln.fault_report()["records"]
     # periods 1..4: env (7 mod 3)=1 raise, (14 mod 3)=2 nan_obs, (21 mod 3)=0 raise, (28 mod 3)=1 nan_obs
     assert [(r["env"], r["kind"]) for r in records] == [

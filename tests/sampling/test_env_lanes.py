@@ -7,6 +7,7 @@ import numpy as np
 
 from verl_async_vla.config.schema import EnvConfig
 from verl_async_vla.sampling.env_lanes import EnvLanes
+from verl_async_vla.sampling.lockstep_lanes import LockstepLanes
 
 
 def lanes(latency: str, n: int = 3) -> EnvLanes:
@@ -18,7 +19,7 @@ def lanes(latency: str, n: int = 3) -> EnvLanes:
 def test_siblings_finish_episodes_while_one_env_resets_for_a_second():
     envs = lanes("reset_straggler")  # global env 0 resets in 1 s, the others at once
     try:
-        envs.reset(np.array([1, 2]))
+        LockstepLanes(envs).reset(np.array([1, 2]))
         slow = envs.submit(0, envs.reset_env, 0)
         finished = {1: 0, 2: 0}
 
@@ -48,24 +49,10 @@ def test_each_env_always_runs_on_its_own_thread():
         names = {envs.submit(e, lambda: threading.current_thread().name).result() for e in (0, 1, 0, 1)}
         assert len(names) == 2
         res = (
-            envs.step(np.array([0, 1]), np.zeros((2, 4, 2), np.float32))
-            if envs.reset(np.array([0, 1]))
+            LockstepLanes(envs).step(np.array([0, 1]), np.zeros((2, 4, 2), np.float32))
+            if LockstepLanes(envs).reset(np.array([0, 1]))
             else None
         )
         assert res.obs.env_ids.tolist() == [0, 1] and res.obs.image.shape == (2, 32, 32, 3)
-    finally:
-        envs.close()
-
-
-def test_lockstep_step_runs_envs_in_parallel():
-    envs = lanes("uniform", n=4)  # 10 ms per control step, 4-step chunks: 40 ms per env
-    try:
-        envs.reset(np.arange(4))
-        envs.drain_spans()
-        envs.step(np.arange(4), np.zeros((4, 4, 2), np.float32))
-        steps = [s for s in envs.drain_spans() if s.kind == "step"]
-        assert len(steps) == 4 and len({s.worker for s in steps}) == 4
-        # run one after another, the first would end before the last starts
-        assert max(s.start for s in steps) < min(s.end for s in steps)
     finally:
         envs.close()

@@ -193,6 +193,9 @@ class TrainerConfig:
     # verl Tracking backends every metrics record also goes to, e.g. [console] or [tensorboard, wandb]
     logger: list[str] = field(default_factory=list)
     timeline: bool = False  # write trace.json (Chrome/Perfetto), timeline.png and timeline_summary.json
+    # both trainers: how each version reaches the rollout workers (learning/weight_plane.py): object_store | collective
+    weight_sync: str = "object_store"
+    weight_bucket_mb: float = 256.0  # collective: tensors are broadcast in flat buckets of this size
     # async_vla only (the sync controller has no queues to bound):
     max_batch: int = 64  # dynamic batcher (rollout side): rows per inference call at most
     # dynamic batcher: longest a request waits for company when the rollout worker is free. 0 = continuous
@@ -201,9 +204,6 @@ class TrainerConfig:
     # requests travel on the request channel instead of Ray calls: 0 trained more env steps/s than 3 ms on
     # longtail (392 vs 372). (With a Ray call per request, 3 ms had won: each call cost more than the wait.)
     max_wait_ms: float = 0.0
-    # how each version reaches the rollout workers (learning/weight_plane.py): object_store | collective
-    weight_sync: str = "object_store"
-    weight_bucket_mb: float = 256.0  # collective: tensors are broadcast in flat buckets of this size
     max_staleness: int = 1  # versions
     stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance

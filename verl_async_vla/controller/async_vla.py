@@ -26,7 +26,7 @@ from verl_async_vla.learning.budget import episodes_for_budget
 from verl_async_vla.learning.ledger import reconcile
 from verl_async_vla.learning.staleness import GateServer
 from verl_async_vla.learning.trainer_loop import TrainPlane
-from verl_async_vla.sampling.env_stream import StreamPlane
+from verl_async_vla.sampling.stream_peers import StreamPlane
 
 POLL_S = 0.1  # control-plane period: progress, budget, metrics
 
@@ -49,8 +49,6 @@ class AsyncVLAController(Controller):
         envs, rollouts, actor = w.env.handles, w.rollout.handles, w.actor.handles[0]
         authkey = os.urandom(16)  # the request channel's secret (sampling/request_channel.py)
         addresses = ray.get([r.start_serving.remote(t.max_batch, t.max_wait_ms, authkey) for r in rollouts])
-        if t.weight_sync == "collective":
-            w.form_weight_group("nccl" if self.cfg.model.device.startswith("cuda") else "gloo")
         train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
                            int(t.weight_bucket_mb * 2**20))  # fmt: skip
         ray.get(actor.set_peers.remote(w.actor.handles[1:]))  # data-parallel ranks follow rank 0's updates

@@ -156,7 +156,7 @@ class Controller(ABC):
 
     def save(self, name: str) -> str:
         assert self.run_log is not None
-        return self.workers.actor.save(str(self.run_log.dir / "checkpoints" / name), trainer=self.name)[0]
+        return self.workers.actor.save(str(self.run_log.dir / "checkpoints" / name), trainer=self.name)
 
     # ---- whole run ----------------------------------------------------------------------------------------
     def setup(self) -> None:

@@ -75,9 +75,7 @@ class RunCheckpointer:
         tmp, final = self.root / (name + ".tmp"), self.root / name
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        actor = w.actor.save_state(str(tmp))[
-            0
-        ]  # the actor writes its own state: the driver never holds weights
+        actor = w.actor.save_state(str(tmp))  # the actor writes its own state: the driver never holds weights
         state = {
             "format": FORMAT,
             **counters.to_json(),

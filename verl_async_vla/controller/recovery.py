@@ -26,7 +26,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
-from verl_async_vla.sampling.env_stream import MAX_INCARNATIONS, StreamPlane, episode_id_prefix
+from verl_async_vla.sampling.env_stream import MAX_INCARNATIONS, episode_id_prefix
+from verl_async_vla.sampling.stream_peers import StreamPlane
 
 log = logging.getLogger(__name__)
 

@@ -65,6 +65,6 @@ class SyncController(Controller):
         if ended != len(produced) or lost != len(self.discarded):  # the env workers' own counts
             raise LedgerError(f"env workers ended {ended} episodes and lost {lost} to faults; the driver assembled "
                               f"{len(produced)} and saw {len(self.discarded)} discarded")  # fmt: skip
-        actor = self.workers.actor.ledger_report()[0]
+        actor = self.workers.actor.ledger_report()
         return reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"],
                          discarded=dict(self.discarded))  # fmt: skip

@@ -32,16 +32,28 @@ class WorkerSet:
     eval_rollout: RayWorkerGroup | None
     init_checkpoint: str
     eval_envs: int  # envs of the evaluation worker (0: evaluation off)
+    # trainer.weight_sync: how the training rollout workers get each version
+    weight_sync: str = "object_store"
+    weight_bucket_mb: float = 256.0
 
     def publish(self, to: list[Any] | None = None) -> int:
-        """Actor weights -> rollout workers (all training ones, or the handles `to`) through one object-store
-        reference; -> the version they now hold."""
+        """The actor's current weights -> rollout workers; -> the version they now hold.
+
+        The training rollout workers (`to` None) get them the way the async trainer publishes every version: the
+        actor sends them itself by the run's weight plane (learning/weight_plane.py: `publish`, so both trainers
+        share one publisher and `trainer.weight_sync=collective` works under sync too). Other workers (`to`: the
+        evaluation worker, a rejoining rollout worker), which are not members of a collective group, get the last
+        published snapshot through one object-store reference the driver passes on unresolved."""
+        if to is None:
+            actor, rollouts = self.actor.handles[0], self.rollout.handles
+            out = ray.get(actor.publish_to.remote(rollouts, self.weight_sync, self.weight_bucket_mb))
+            return out["version"]
         ref = self.actor.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
-        return ray.get([w.set_weights_packed.remote(ref) for w in (to or self.rollout.handles)])[0]
+        return ray.get([w.set_weights_packed.remote(ref) for w in to])[0]
 
     def form_weight_group(self, backend: str) -> None:
         """The collective weight plane (learning/weight_plane.py): the actor (rank 0, it hosts the group's store)
-        and every training rollout worker join one process group."""
+        and every training rollout worker join one process group (formed once, at start-up, for either trainer)."""
         actor = self.actor.handles[0]
         addr, port = ray.get(actor.weight_group_address.remote())
         world = 1 + len(self.rollout.handles)
@@ -86,7 +98,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     restarts = {"max_restarts": t.worker_restarts}
     env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
                          niceness=t.env_nice, **producer)  # fmt: skip
-    spec = env_wg.spec()[0]
+    spec = env_wg.spec()
     if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
         release(env_wg)
         raise ValueError(
@@ -125,4 +137,8 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         actor_wg = spawn_group(
             ActorWorker, t.actor_workers, "actor", use_gpu=gpu, cores=actor_cores, **actor_kwargs
         )
-    return WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs)
+    workers = WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs,
+                        t.weight_sync, t.weight_bucket_mb)  # fmt: skip
+    if t.weight_sync == "collective":
+        workers.form_weight_group("nccl" if gpu else "gloo")
+    return workers

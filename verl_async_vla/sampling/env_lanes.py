@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from verl_async_vla.config.schema import EnvConfig
-from verl_async_vla.envs import EnvShard, EnvSpec, ShardObs, ShardStep, make_env_shard
+from verl_async_vla.envs import EnvShard, ShardObs, ShardStep, make_env_shard
 from verl_async_vla.sampling.env_faults import (
     EnvFault,
     EnvFleetError,
@@ -138,10 +138,16 @@ class EnvLanes:
     def recover(self, env: int, fault: EnvFault) -> bool:
         """On env's lane after `fault`: record it, rebuild the env if the fault was its own. False when the env is
         now quarantined (then it plays no more episodes)."""
-        h = self.health[env]
         if not fault.rebuild:
             self._record(env, fault.kind, fault.message, "reset")
             return True
+        return self._rebuild(env, fault, close_old=True)
+
+    def _rebuild(self, env: int, fault: EnvFault, close_old: bool) -> bool:
+        """Build env anew after `fault`, again after a failed build, until it works (True) or the env has used up
+        `env.faults.max_rebuilds` and is quarantined (False). `close_old`: close the broken simulator first (not
+        after a hang: the abandoned thread may still be inside it)."""
+        h = self.health[env]
         while True:
             h.rebuilds += 1
             if h.rebuilds > self.policy.max_rebuilds:
@@ -149,10 +155,11 @@ class EnvLanes:
                 return False
             self._record(env, fault.kind, fault.message, "rebuilt")
             old, self.shards[env] = self.shards[env], None
-            try:
-                old.close()
-            except Exception:  # a broken simulator may fail to close; it is replaced either way
-                pass
+            if close_old and old is not None:
+                try:
+                    old.close()
+                except Exception:  # a broken simulator may fail to close; it is replaced either way
+                    pass
             try:
                 self.shards[env] = self._build(env)
                 return True
@@ -212,27 +219,20 @@ class EnvLanes:
             self.on_hang(env, alive)
 
     def _rebuild_after_hang(self, env: int, fault: EnvFault) -> bool:
-        h = self.health[env]  # the hung simulator is not closed: its abandoned thread may still be inside it
-        h.rebuilds += 1
-        if h.rebuilds > self.policy.max_rebuilds:
-            self._quarantine(env, fault.kind, fault.message)
-            return False
-        self._record(env, fault.kind, fault.message, "rebuilt")
-        self.shards[env] = self._build(env)
-        return True
+        return self._rebuild(env, fault, close_old=False)
 
     def submit(self, env: int, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run fn(*args) on env's own thread."""
         return self._pools[env].submit(fn, *args)
 
-    # ---- lockstep callers (sync training, evaluation) ------------------------------------------------------
-    def _submit_guarded(self, env: int, fn: Callable[..., T], *args: Any) -> tuple[Future[T], int]:
+    # ---- guarded calls from outside the lane (the lockstep view: sampling/lockstep_lanes.py) ------------------
+    def submit_guarded(self, env: int, fn: Callable[..., T], *args: Any) -> tuple[Future[T], int]:
         """Submit on env's lane and note the lane's generation at that moment: a lockstep caller that waits on
         several envs in turn may only get to this one after the watchdog replaced its lane."""
         with self.lock:  # the watchdog bumps the generation and files the rebuild under this lock
             return self._pools[env].submit(fn, *args), self.generation[env]
 
-    def _wait(self, env: int, call: tuple[Future[T], int]) -> T | EnvFault:
+    def wait_guarded(self, env: int, call: tuple[Future[T], int]) -> T | EnvFault:
         """The call's result, or the fault it ended in (a hang is noticed by the watchdog)."""
         future, gen = call
         while True:
@@ -246,8 +246,8 @@ class EnvLanes:
             except (EnvFault, StaleLane) as fault:
                 return fault if isinstance(fault, EnvFault) else EnvFault("hang", "replaced after a timeout")
 
-    def _settle(self, env: int, outcome: T | EnvFault) -> T | None:
-        """A fault's episode is discarded; the env is recovered on its lane (or quarantined)."""
+    def settle(self, env: int, outcome: T | EnvFault) -> T | None:
+        """A fault's episode is discarded (None); the env is recovered on its lane (or quarantined)."""
         if not isinstance(outcome, EnvFault):
             return outcome
         if outcome.kind == "hang":  # the watchdog recorded it and rebuilds on the new lane
@@ -255,40 +255,6 @@ class EnvLanes:
         else:
             self.submit(env, self.recover, env, outcome).result()
         return None
-
-    def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
-        """Reset several envs in parallel (each on its lane); rows in the order of env_ids. Quarantined envs are
-        left out; an env whose reset faults is recovered and reset again."""
-        rows = [(k, int(i)) for k, i in enumerate(env_ids) if not self.health[int(i)].quarantined]
-        got: dict[int, ShardObs] = {}
-        while rows:
-            futures = [(k, i, self._submit_guarded(i, self.reset_env, i, None if seeds is None else int(seeds[k])))
-                       for k, i in rows]  # fmt: skip
-            retry = []
-            for k, i, f in futures:
-                obs = self._settle(i, self._wait(i, f))
-                if obs is not None:
-                    got[i] = obs
-                elif not self.health[i].quarantined:
-                    retry.append((k, i))
-            rows = retry
-        ids = [int(i) for i in env_ids if int(i) in got]
-        return concat_obs([got[i] for i in ids], np.asarray(ids, dtype=np.int64), self.spec)
-
-    def step(self, env_ids: np.ndarray, actions: np.ndarray) -> ShardStep:
-        """Step several envs in parallel; a call lasts as long as its slowest env (the lockstep barrier). A faulted
-        env's row comes back `discarded` (its episode is lost; it is rebuilt and plays again in the next wave)."""
-        futures = [
-            self._submit_guarded(int(i), self.step_env, int(i), actions[k]) for k, i in enumerate(env_ids)
-        ]
-        parts, discarded = [], []
-        for k, i in enumerate(env_ids):
-            res = self._settle(int(i), self._wait(int(i), futures[k]))
-            discarded.append(res is None)
-            parts.append(res if res is not None else discarded_step(self.spec))
-        out = concat_steps(parts, np.asarray(env_ids, dtype=np.int64), self.spec)
-        out.discarded = np.array(discarded, dtype=bool)
-        return out
 
     def drain_spans(self) -> list:
         return [s for rec in self.spans for s in rec.drain()]
@@ -310,27 +276,3 @@ class EnvLanes:
                 log.warning("env %d did not close cleanly: %r", self.global_env(i), err)
         for pool in self._pools:
             pool.shutdown(wait=False)
-
-
-def discarded_step(spec: EnvSpec) -> ShardStep:
-    """The row of an env whose episode was discarded: done, no reward, a blank observation nobody reads."""
-    obs = ShardObs(np.zeros(1, np.int64), np.zeros((1, *spec.image_shape), np.uint8),
-                   np.zeros((1, spec.state_dim), np.float32), ["(discarded)"])  # fmt: skip
-    return ShardStep(obs, np.zeros(1, np.float32), np.zeros(1, bool), np.ones(1, bool), np.zeros(1, bool),
-                     np.zeros(1, np.int64))  # fmt: skip
-
-
-def concat_obs(parts: list[ShardObs], env_ids: np.ndarray, spec) -> ShardObs:
-    if not parts:
-        return ShardObs.empty(spec)
-    return ShardObs(env_ids, np.concatenate([p.image for p in parts]), np.concatenate([p.state for p in parts]),
-                    [t for p in parts for t in p.instruction])  # fmt: skip
-
-
-def concat_steps(parts: list[ShardStep], env_ids: np.ndarray, spec) -> ShardStep:
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(p, name) for p in parts]) if parts else np.zeros(0)
-
-    return ShardStep(concat_obs([p.obs for p in parts], env_ids, spec), cat("reward").astype(np.float32),
-                     cat("terminated").astype(bool), cat("truncated").astype(bool), cat("success").astype(bool),
-                     cat("env_steps").astype(np.int64))  # fmt: skip

@@ -10,7 +10,9 @@ Two sender threads keep the driver off the hot path:
 - requests: whatever observations are waiting go to the least-loaded rollout worker in one message on the request
   channel (sampling/request_channel.py: a socket per rollout worker, not a Ray call); the answer comes back on the
   same connection and is handed to `deliver` by its reader thread;
-- episodes: finished episodes go to the actor in one Ray call (`ActorWorker.push`).
+- episodes: finished episodes go to the actor in one call (`ActorWorker.push`).
+The gate and the actor are reached through `StreamPeers` (sampling/stream_peers.py: Ray handles in a run, plain
+objects in tests).
 The producer side of the ledger is counted here, independently of the actor's count, and reported to the driver as
 it grows (`stats`), so that a worker process that dies loses only what it had not reported yet.
 
@@ -30,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import ray
 
 from verl_async_vla.plumbing.wire import ENV_KEY_STRIDE, split_env_key
 from verl_async_vla.sampling.env_faults import EnvFault, StaleLane
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.request_channel import Address, RequestClient
 from verl_async_vla.sampling.start_credits import StartCredits
+from verl_async_vla.sampling.stream_peers import RayStreamPeers, StreamPeers, StreamPlane
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
@@ -53,17 +55,6 @@ def episode_id_prefix(rank: int, incarnation: int) -> int:
 
 
 @dataclass
-class StreamPlane:
-    """Who an env worker talks to in the async data plane (passed once at start)."""
-
-    rollouts: list[Address]  # the rollout workers' request channels (recovery updates a restarted one's)
-    authkey: bytes  # the run's secret for the request channel: a connection without it is refused
-    actor: Any  # Ray actor handles
-    gate: Any
-    horizon: int  # decisions per episode at most (padding length)
-
-
-@dataclass
 class _Slot:
     """One env's mailbox: its pending answer and the event its lane waits on."""
 
@@ -77,12 +68,14 @@ class _Slot:
 
 
 class EnvStream:
-    def __init__(self, lanes: EnvLanes, rank: int, plane: StreamPlane, incarnation: int = 0):
+    def __init__(self, lanes: EnvLanes, rank: int, plane: StreamPlane, incarnation: int = 0,
+                 peers: StreamPeers | None = None):  # fmt: skip
         if not 0 <= incarnation < MAX_INCARNATIONS:
             raise ValueError(
                 f"env worker {rank}: incarnation {incarnation} out of range (< {MAX_INCARNATIONS})"
             )
         self.lanes, self.rank, self.plane, self.incarnation = lanes, rank, plane, incarnation
+        self.peers = peers or RayStreamPeers(plane)
         self.id_base = episode_id_prefix(rank, incarnation) << 24
         self.worker_key = f"{rank}.{incarnation}"  # the gate counts credits per incarnation
         self._requests = itertools.count(incarnation << 40)
@@ -100,8 +93,7 @@ class EnvStream:
             ("decisions", "outbox_s", "to_rollout_s", "batching_s", "inference_s", "to_env_s", "wake_s"), 0.0
         )
         self.finished: list[Episode] = []
-        self.credits = StartCredits(lambda want: ray.get(plane.gate.acquire.remote(want, worker=self.worker_key)),
-                                    self.stopping)  # fmt: skip
+        self.credits = StartCredits(lambda want: self.peers.acquire(want, self.worker_key), self.stopping)
         self.outstanding = [0] * len(plane.rollouts)  # rows sent to each rollout worker, not yet answered
         self.channel = RequestClient(rank, plane.authkey, self.deliver)
         for rollout, address in enumerate(plane.rollouts):
@@ -118,7 +110,7 @@ class EnvStream:
         self.executed_steps = 0
         self.finished_env_steps = 0
         self.abandoned_open = 0
-        self.pushes: list[tuple[ray.ObjectRef, list[int]]] = []  # (push call, its episode ids)
+        self.pushes: list[tuple[Any, list[int]]] = []  # (push handle, its episode ids)
         self.error: BaseException | None = None
         self.threads = [
             threading.Thread(target=self._send_requests, name=f"env{rank}-requests", daemon=True),
@@ -205,7 +197,7 @@ class EnvStream:
             if ep is not None:
                 self.discarded.append((ep.episode_id, len(ep)))
             self.cond.notify_all()
-        self.plane.gate.release.remote(1, self.worker_key)
+        self.peers.release(1, self.worker_key)
 
     def _on_hang(self, env: int, alive: Future[bool]) -> None:
         """Called by the lanes' watchdog: env's lane hung and was replaced; its episode is lost, a new loop
@@ -308,6 +300,17 @@ class EnvStream:
             )  # a lost connection: the rows are re-sent when it rejoins (resend)
 
     def _send_episodes(self) -> None:
+        try:
+            self._send_episodes_until_stopped()
+        # a push the actor never received: surfaced to the driver by stats / stop, and every loop stops
+        except BaseException as err:
+            self.error = err
+            self.stopping.set()
+            with self.cond:
+                self.cond.notify_all()
+            raise
+
+    def _send_episodes_until_stopped(self) -> None:
         while True:
             with self.cond:
                 while not self.finished and not self.stopping.is_set():
@@ -321,7 +324,7 @@ class EnvStream:
                     self.cond.wait(left)
                 episodes, self.finished = self.finished, []
             if episodes:
-                ref = self.plane.actor.push.remote(episodes_to_proto(episodes, self.plane.horizon))
+                ref = self.peers.push(episodes_to_proto(episodes, self.plane.horizon))
                 with self.cond:
                     self.pushes.append((ref, [e.episode_id for e in episodes]))
             self._confirm_pushes()
@@ -334,11 +337,10 @@ class EnvStream:
             refs = [r for r, _ in self.pushes]
         if not refs:
             return
-        done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        done = set(self.peers.received(refs))  # a failed push raises: an error, not a silent loss
         with self.cond:
             for ref, ids in self.pushes:
                 if ref in done:
-                    ray.get(ref)  # a failed push is an error, not a silent loss
                     for eid in ids:
                         self.unconfirmed.pop(eid, None)
             self.pushes = [(r, ids) for r, ids in self.pushes if r not in done]
@@ -405,13 +407,10 @@ class EnvStream:
         self.channel.close()
         if self.finished:  # finished after the sender's last look
             ids = [e.episode_id for e in self.finished]
-            self.pushes.append(
-                (self.plane.actor.push.remote(episodes_to_proto(self.finished, self.plane.horizon)), ids)
-            )
+            self.pushes.append((self.peers.push(episodes_to_proto(self.finished, self.plane.horizon)), ids))
             self.finished = []
-        ray.get(
-            [r for r, _ in self.pushes]
-        )  # every finished episode has reached the actor before the ledger is read
+        # every finished episode has reached the actor before the ledger is read
+        self.peers.received([r for r, _ in self.pushes], wait=True)
         if self.error is not None:
             raise RuntimeError(f"env worker {self.rank}: an env loop failed: {self.error!r}") from self.error
         return {

@@ -13,7 +13,7 @@ import numpy as np
 import ray
 from verl import DataProto
 from verl.single_controller.base import Worker
-from verl.single_controller.base.decorator import Dispatch, register
+from verl.single_controller.base.decorator import Dispatch, Execute, register
 
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.data_parallel import DataParallel
@@ -91,13 +91,15 @@ class ActorWorker(Worker):
                    ) -> dict:  # fmt: skip
         """Publish the current weights to `rollouts` once, by `transport` (the trainer loop does the same per
         version; benchmarks/weight_sync.py times it, labelling each publication a new `version` so that every
-        one is loaded). -> seconds to publish, and each worker's serving stall."""
-        weights = self.learner.weights()
+        one is loaded); the driver's `WorkerSet.publish` for both trainers. -> the version, seconds to publish, and
+        each worker's serving stall."""
+        with self.learner.lock:  # weights and version of the same update
+            weights, held = self.learner.weights(), self.learner.version
         t0 = time.perf_counter()
-        version = self.learner.version if version is None else version
+        version = held if version is None else version
         answers = publish_weights(weights, version, rollouts, transport, self.weight_group,
                                   int(bucket_mb * 2**20))  # fmt: skip
-        return {"publish_s": time.perf_counter() - t0, "stall_s": [s for _, s in answers],
+        return {"version": version, "publish_s": time.perf_counter() - t0, "stall_s": [s for _, s in answers],
                 "bytes": sum(t.numel() * t.element_size() for t in weights.values())}  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -172,19 +174,18 @@ class ActorWorker(Worker):
         """The learner alone (learning/learner.py: calibrate). Only for a calibration worker set."""
         return self.learner.calibrate(batch, updates)
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def ledger_report(self) -> dict[str, list[int]]:
-        """The consumer side of the ledger for the lockstep path (received, trained, still buffered)."""
+        """The consumer side of the ledger for the lockstep path (received, trained, still buffered), as rank 0,
+        which every lockstep batch reaches whole, counts it."""
         queued = [i for b in self.buffer for i in b.non_tensor_batch["episode_id"].tolist()]
         return {"received": list(self.received_episode_ids), "trained": list(self.learner.trained_episode_ids),
                 "dropped": [], "queued": queued}  # fmt: skip
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def save_state(self, directory: str) -> dict[str, int]:
         """The whole training state into `directory` (learning/train_state.py), consistent: between updates.
-        Rank 0 writes it (every rank holds the same state)."""
-        if self.rank != 0:
-            return {}
+        Rank 0 alone runs it (Execute.RANK_ZERO: every rank holds the same state)."""
         return self.learner.save_state(Path(directory), self.received_episode_ids)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -196,10 +197,9 @@ class ActorWorker(Worker):
             self.received_episode_ids = received
         return self.learner.version
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def save(self, path: str, **meta) -> str:
-        if self.rank != 0:  # every rank holds the same weights: rank 0 writes them
-            return path
+        """The policy checkpoint; rank 0 alone writes it (Execute.RANK_ZERO: every rank holds the same weights)."""
         with self.learner.lock:
             return str(save_checkpoint(path, self.learner.policy, self.learner.model_cfg,
                                        policy_version=self.learner.version, **meta))  # fmt: skip

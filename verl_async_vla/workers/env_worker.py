@@ -10,14 +10,16 @@ import numpy as np
 import torch
 from verl import DataProto
 from verl.single_controller.base import Worker
-from verl.single_controller.base.decorator import Dispatch, register
+from verl.single_controller.base.decorator import Dispatch, Execute, register
 
 from verl_async_vla.config.schema import EnvConfig, from_dict
 from verl_async_vla.envs import EnvSpec
 from verl_async_vla.plumbing.process import lower_priority, pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.env_lanes import EnvLanes
-from verl_async_vla.sampling.env_stream import EnvStream, StreamPlane
+from verl_async_vla.sampling.env_stream import EnvStream
+from verl_async_vla.sampling.lockstep_lanes import LockstepLanes
+from verl_async_vla.sampling.stream_peers import StreamPlane
 from verl_async_vla.telemetry.calibration import free_run_lane
 from verl_async_vla.telemetry.timeline import Span
 from verl_async_vla.workers.codec import obs_to_proto, step_to_proto
@@ -30,6 +32,7 @@ class EnvWorker(Worker):
         set_thread_budget(torch_threads)
         self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
         self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
+        self.lockstep = LockstepLanes(self.lanes)  # sync training and evaluation (sampling/lockstep_lanes.py)
         # after the lanes exist: their threads are reniced and placed too (trainer.env_nice, trainer.cpu_layout)
         lower_priority(niceness)
         pin_to_cores(cores)
@@ -37,7 +40,7 @@ class EnvWorker(Worker):
         self.episodes_ended = 0  # lockstep path: episode ends seen here, the producer-side count
         self.episodes_discarded = 0  # lockstep path: episodes lost to an env fault
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)  # every worker has the same
     def spec(self) -> EnvSpec:
         return self.lanes.spec
 
@@ -45,7 +48,7 @@ class EnvWorker(Worker):
     def reset(self, env_ids: np.ndarray | None = None, seeds: np.ndarray | None = None) -> DataProto:
         """Reset `env_ids` of this worker (all when None), in parallel; `seeds` pin layouts (held-out eval)."""
         ids = np.arange(self.lanes.num_envs) if env_ids is None else np.asarray(env_ids)
-        return obs_to_proto(self.lanes.reset(ids, seeds), self.rank)
+        return obs_to_proto(self.lockstep.reset(ids, seeds), self.rank)
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def step(self, data: DataProto) -> DataProto:
@@ -53,7 +56,7 @@ class EnvWorker(Worker):
         envs step in parallel and the call returns when the slowest is done (the lockstep barrier)."""
         ranks, local = split_env_key(data.non_tensor_batch["env_key"])
         active = data.batch["active"].numpy().astype(bool) & (ranks == self.rank)
-        res = self.lanes.step(local[active], data.batch["actions"][active].numpy())
+        res = self.lockstep.step(local[active], data.batch["actions"][active].numpy())
         lost = res.discarded if res.discarded is not None else np.zeros(len(res.reward), bool)
         self.episodes_ended += int(((res.terminated | res.truncated) & ~lost).sum())
         self.episodes_discarded += int(lost.sum())

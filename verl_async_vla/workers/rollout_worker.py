@@ -41,13 +41,15 @@ class RolloutWorker(Worker):
         self.server: InferenceServer | None = None
         self.weight_group: WeightGroup | None = None
         self.last_stall_s = 0.0
+        # versions swapped in, by the transport they came by
+        self.loads = {"object_store": 0, "collective": 0}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_weights(self, weights: dict, version: int) -> int:
         """`weights` as `ActorWorker.get_weights` sends them (numpy on the wire, codec.weights_to_wire)."""
-        return self._swap_in(weights_from_wire(weights), version)
+        return self._swap_in(weights_from_wire(weights), version, "object_store")
 
-    def _swap_in(self, weights: dict[str, torch.Tensor], version: int) -> int:
+    def _swap_in(self, weights: dict[str, torch.Tensor], version: int, transport: str) -> int:
         """Load a newer version between two inference batches; the time serving stops is kept (`last_stall_s`)."""
         t0 = time.perf_counter()
         with self.model_lock:  # no batch runs while the weights change
@@ -56,6 +58,7 @@ class RolloutWorker(Worker):
                     self.server.flush_deliveries()
                 self.policy.load_weights(weights)
                 self.policy_version = version
+                self.loads[transport] += 1
             self.last_stall_s = time.perf_counter() - t0
             return self.policy_version
 
@@ -83,7 +86,12 @@ class RolloutWorker(Worker):
         if self.weight_group is None:
             raise RuntimeError("receive_weights before join_weight_group")
         staged = self.weight_group.receive(layout)
-        return self._swap_in(staged, version), self.last_stall_s
+        return self._swap_in(staged, version, "collective"), self.last_stall_s
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def weight_loads(self) -> dict[str, int]:
+        """Versions swapped in so far, by the transport each came by (`trainer.weight_sync`)."""
+        return dict(self.loads)
 
     # ---- async data plane: requests straight from env workers -----------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
