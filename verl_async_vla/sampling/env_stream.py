@@ -24,6 +24,7 @@ of a re-sent request, is recognised and ignored rather than mistaken for the ans
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -40,6 +41,8 @@ from verl_async_vla.sampling.request_channel import Address, RequestClient
 from verl_async_vla.sampling.start_credits import StartCredits
 from verl_async_vla.sampling.stream_peers import RayStreamPeers, StreamPeers, StreamPlane
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
+
+logger = logging.getLogger(__name__)
 
 STOP_WAIT_S = 60.0  # how long a stop waits for env loops still inside an env call
 # How long the first finished episode waits for siblings' to share one Ray call to the actor: small against an
@@ -147,7 +150,7 @@ class EnvStream:
             self.stopping.set()
             with self.cond:
                 self.cond.notify_all()
-            raise
+            logger.exception("episode sender stopped; the env worker reports it on stats()/stop()")
 
     def _play_episode(self, env: int) -> bool:
         """One episode, reset to end; False when stopped meanwhile (the open episode is abandoned)."""
