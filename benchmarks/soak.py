@@ -29,6 +29,13 @@ import psutil
 from common import ROOT, write_result
 
 SETUP_S = 150.0  # set-up (Ray, workers, SFT warm start, first evaluation) before the fault clock starts
+# a fault is survived when the env it hit completes an episode, or the worker process it killed (restarted) finishes
+# an episode / answers a batch, within this long of the fault; judged per fault, apart from the run's own ending
+SURVIVE_WITHIN_S = 120.0
+
+
+def recovered(after_s: float | None) -> bool:
+    return after_s is not None and after_s <= SURVIVE_WITHIN_S
 
 
 def rss_of(table: dict) -> dict[tuple[str, int], dict]:
@@ -139,13 +146,18 @@ def main() -> None:
 
     faults = []
     for rec in summary.get("faults", {}).get("records", []):
+        after = rec.get("next_episode_after_s")
         faults.append({"kind": rec["kind"], "at_s": round(rec["unix"] - start_unix, 1), "env": rec["env"],
-                       "outcome": rec["outcome"], "survived": finished and rec["outcome"] != "quarantined"})  # fmt: skip
+                       "outcome": rec["outcome"], "next_episode_after_s": None if after is None else round(after, 1),
+                       "survived": recovered(after)})  # fmt: skip
     lost = summary.get("faults", {}).get("workers", {}).get("lost", [])
     for ev in lost:
-        kind = "env_process_died" if ev["role"] == "env" else "rollout_process_killed"
+        kind, key = (("env_process_died", "next_episode_after_s") if ev["role"] == "env"
+                     else ("rollout_process_killed", "answered_after_s"))  # fmt: skip
+        after = ev.get(key)
         faults.append({"kind": kind, "at_s": round(ev["unix"] - start_unix, 1), "rank": ev["rank"],
-                       "rejoined_after_s": round(ev["rejoined_after_s"], 1), "survived": finished})  # fmt: skip
+                       "rejoined_after_s": round(ev["rejoined_after_s"], 1),
+                       key: None if after is None else round(after, 1), "survived": recovered(after)})  # fmt: skip
     faults.sort(key=lambda f: f["at_s"])
     history = metrics(run_dir)
     evals = [r for r in history if r.get("eval/success") is not None]
@@ -163,6 +175,9 @@ def main() -> None:
         "kill_every_s": args.kill_every_s,
         "finished": finished,
         "exit_code": code,
+        "survived_means": f"the env hit completed an episode, or the restarted process finished an episode (env) or "
+        f"answered a batch (rollout), within {SURVIVE_WITHIN_S:.0f} s of the fault",
+        "faults_survived": sum(f["survived"] for f in faults),
         "faults_scheduled": int(60 * args.minutes // args.every_s) + len(kills),
         "faults_injected": len(faults),
         "faults": faults,
@@ -191,7 +206,8 @@ def main() -> None:
         "run": {k: summary.get(k) for k in ("commit", "date", "stopped", "wall_minutes", "env_steps_per_s")},
     }
     write_result("soak", {**payload, "commit": summary.get("commit", "not recorded")})
-    print(json.dumps({k: payload[k] for k in ("finished", "faults_injected", "success_start", "success_end",
+    print(json.dumps({k: payload[k] for k in ("finished", "faults_injected", "faults_survived", "success_start",
+                                              "success_end",
                                               "rss_max_change_same_process", "actor_retained_mb")}))  # fmt: skip
     if not finished:
         sys.exit(1)

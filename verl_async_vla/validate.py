@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from verl_async_vla.config.schema import WEIGHT_TRANSPORTS, RunConfig
+from verl_async_vla.learning.data_parallel import ACTOR_STRATEGIES
+from verl_async_vla.learning.learner import OPTIMIZERS
 from verl_async_vla.plumbing.process import core_layout
 
 
@@ -109,6 +111,12 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             "trainer.actor_workers must be >= 1; several data-parallel actor ranks need "
             "trainer.placement=disaggregated (colocated fuses one actor with each rollout worker)."
         )
+    if t.actor_strategy not in ACTOR_STRATEGIES:
+        raise ValueError(
+            f"trainer.actor_strategy={t.actor_strategy!r} is unknown; use one of {list(ACTOR_STRATEGIES)}."
+        )
+    if run.algo.optimizer not in OPTIMIZERS:
+        raise ValueError(f"algo.optimizer={run.algo.optimizer!r} is unknown; use one of {list(OPTIMIZERS)}.")
     for name in ("num_workers", "num_envs_per_worker"):
         if getattr(e, name) < 1:
             raise ValueError(f"env.{name} must be >= 1, got {getattr(e, name)}.")

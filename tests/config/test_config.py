@@ -154,6 +154,11 @@ def test_yaml_defaults_match_the_dataclass_defaults():
         ("env.faults.step_timeout_s=-1", "step_timeout_s must be >= 0"),
         ("env.faults.min_live_fraction=2", "min_live_fraction in"),
         ("env.faults.inject.kind=segfault", "env.faults.inject.kind='segfault' is unknown"),
+        (
+            "trainer.actor_strategy=zero3",
+            "trainer.actor_strategy='zero3' is unknown; use one of \\['all_reduce', 'fsdp2'\\]",
+        ),
+        ("algo.optimizer=lamb", "algo.optimizer='lamb' is unknown; use one of \\['adam', 'sgd'\\]"),
     ],
 )
 def test_fault_settings_are_checked_before_ray(override, message):

@@ -50,6 +50,11 @@ def test_an_env_worker_process_that_dies_is_restarted_and_rejoins(ray_session, s
     assert workers["env_restarts"] == 1 and workers["rollout_restarts"] == 0
     (event,) = workers["lost"]
     assert event["role"] == "env" and event["rank"] == 0 and event["rejoined_after_s"] > 0
+    # recovered, not only rejoined: its new process finished an episode (seen by a later poll)
+    assert (
+        event["next_episode_after_s"] is not None
+        and event["next_episode_after_s"] >= event["rejoined_after_s"]
+    )
     ledger = check_ledger(summary)
     # the dead process's open and unstarted episodes held start credits; they went back to the gate
     assert ledger["start_credits_lost_with_workers"] == event["credits_returned"] >= 1
@@ -91,6 +96,7 @@ def test_a_rollout_worker_process_killed_by_pid_is_restarted_and_rejoins(ray_ses
     assert workers["rollout_restarts"] == 1 and workers["env_restarts"] == 0
     (event,) = workers["lost"]
     assert event["role"] == "rollout" and event["policy_version"] >= 0
+    assert event["answered_after_s"] is not None and event["answered_after_s"] >= event["rejoined_after_s"]
     check_ledger(summary)
     # the restarted process served the rest of the run: env steps went on well past the kill
     assert summary["env_steps"] >= 500

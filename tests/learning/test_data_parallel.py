@@ -1,6 +1,7 @@
-"""The data-parallel actor (learning/data_parallel.py): N ActorWorker ranks in real Ray processes, gradients summed
-over a gloo group, train exactly what one rank trains on the same global batch; an async run with 2 actor ranks
-and 2 rollout workers keeps its ledger and leaves every rank with the same weights."""
+"""The data-parallel actor (learning/data_parallel.py), both strategies: N ActorWorker ranks in real Ray processes
+(gradients summed over a gloo group; fsdp2 shards every parameter with torch's fully_shard) train what one rank trains
+on the same global batch; a train state saved by 2 fsdp2 ranks resumes on 1 all-reduce rank; runs with 2 actor ranks
+under both trainers keep their ledgers."""
 
 import dataclasses
 
@@ -38,47 +39,118 @@ def random_episodes(cfg, n: int, horizon: int, rng: np.random.Generator) -> list
     return out
 
 
-def test_two_actor_ranks_train_the_same_weights_as_one(ray_session, small_cfg, tmp_path):
-    cfg = small_cfg
+def _weights(group, strategy: str) -> list[dict[str, torch.Tensor]]:
+    """Every rank's whole weights (all_reduce), or rank 0's (fsdp2: only rank 0 holds them gathered)."""
+    handles = group.handles if strategy == "all_reduce" else group.handles[:1]
+    return [weights_from_wire(w) for w, _ in ray.get([h.get_weights.remote() for h in handles])]
+
+
+def _actor_kwargs(cfg, tmp_path, strategy: str, **algo) -> dict:
     torch.manual_seed(0)
-    ckpt = str(save_checkpoint(tmp_path / "init.safetensors", build_policy(cfg.model), cfg.model))
-    batch = episodes_to_proto(
-        random_episodes(cfg, cfg.algo.train_batch_episodes, 6, np.random.default_rng(1)), 6
+    ckpt = tmp_path / "init.safetensors"
+    if not ckpt.exists():
+        save_checkpoint(ckpt, build_policy(cfg.model), cfg.model)
+    return dict(model_cfg=dataclasses.asdict(cfg.model), algo_cfg={**dataclasses.asdict(cfg.algo), **algo},
+                init_checkpoint=str(ckpt), seed=0, actor_strategy=strategy)  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["all_reduce", "fsdp2"])
+def test_two_actor_ranks_take_the_same_update_as_one(ray_session, small_cfg, tmp_path, strategy):
+    """Plain SGD, no clipping, one epoch: the weight change is -lr x the summed gradient, so a gradient averaged
+    over the ranks where it should be summed (or counted twice, or one rank's share lost) changes it and fails here.
+    Two updates: the second batch was produced by version 0, so it is scored (pi_prox, no grad) before it trains."""
+    cfg = small_cfg
+    # 8 episodes in minibatches of 4: two optimizer steps, each split 2 + 2 over two ranks (unequal token shares)
+    algo = dict(
+        optimizer="sgd", lr=0.05, max_grad_norm=1e9, ppo_epochs=1, minibatch_size=4, train_batch_episodes=8
     )
-    kwargs = dict(model_cfg=dataclasses.asdict(cfg.model), algo_cfg=dataclasses.asdict(cfg.algo),
-                  init_checkpoint=ckpt, seed=0)  # fmt: skip
-    weights = {}
+    kwargs = _actor_kwargs(cfg, tmp_path, strategy, **algo)
+    rng = np.random.default_rng(1)
+    batches = [episodes_to_proto(random_episodes(cfg, 8, 6, rng), 6) for _ in range(2)]
+    weights, shares = {}, {}
     for n in (1, 2):
         group = spawn_group(ActorWorker, n, f"dp{n}", **kwargs)
         try:
-            results = group.ingest(batch)  # every rank gets the whole batch (verl ONE_TO_ALL dispatch)
-            assert all(r["updated"] for r in results)
-            weights[n] = [
-                weights_from_wire(w) for w, _ in ray.get([h.get_weights.remote() for h in group.handles])
-            ]
+            for batch in batches:
+                results = group.ingest(batch)  # every rank gets the whole batch (verl ONE_TO_ALL dispatch)
+                assert all(r["updated"] for r in results)
+            shares[n] = [r["actor/param_share"] for r in results]
+            weights[n] = _weights(group, strategy)
         finally:
             release(group)
-    one, (rank0, rank1) = weights[1][0], weights[2]
-    for name in one:
-        assert torch.equal(rank0[name], rank1[name]), f"ranks disagree on {name}"
-        # the same global gradient, summed in another order: equal within float noise
-        torch.testing.assert_close(
-            rank0[name], one[name], rtol=1e-5, atol=1e-6, msg=f"{name} differs from N=1"
-        )
-    start = load_checkpoint(ckpt)["weights"]
-    assert any(not torch.equal(start[n], one[n]) for n in one)  # the update did change the weights
+    start, one, rank0 = load_checkpoint(kwargs["init_checkpoint"])["weights"], weights[1][0], weights[2][0]
+    if strategy == "all_reduce":
+        for name in one:
+            assert torch.equal(rank0[name], weights[2][1][name]), f"ranks disagree on {name}"
+    changed = [name for name in one if not torch.equal(start[name], one[name])]
+    assert len(changed) > len(one) // 2  # the update moved most tensors
+    for name in changed:
+        # the same global gradient, summed in another order: the same change within float noise
+        torch.testing.assert_close(rank0[name] - start[name], one[name] - start[name], rtol=1e-4, atol=1e-7,
+                                   msg=f"{name}: 2 ranks changed it unlike 1 rank")  # fmt: skip
+    assert shares[1] == [1.0]
+    expected = [1.0, 1.0] if strategy == "all_reduce" else [0.5, 0.5]
+    assert shares[2] == pytest.approx(expected, abs=0.02)  # fsdp2: each rank holds about half the elements
 
 
-@pytest.mark.parametrize("name", ["async_vla", "sync"])
-def test_a_run_with_two_actor_ranks_and_two_rollout_workers(ray_session, small_cfg, name):
+def test_a_train_state_saved_by_two_fsdp2_ranks_resumes_on_one_all_reduce_rank(
+    ray_session, small_cfg, tmp_path
+):
+    """Adam's moments are gathered whole and saved in torch's index layout: one all-reduce rank loading them takes
+    the next update as the fsdp2 pair does (a lost or misplaced moment would change it well beyond float noise).
+    It also caught fsdp2's root unit left gathered after the no-grad scoring pass, which kept the action head's
+    gradients off rank 1's shards in the second update (the head then differed by ~1 % of its movement)."""
+    cfg = small_cfg
+    rng = np.random.default_rng(2)
+    first, second = (episodes_to_proto(random_episodes(cfg, 4, 6, rng), 6) for _ in range(2))
+    state = tmp_path / "state"
+    state.mkdir()
+    pair = spawn_group(ActorWorker, 2, "fsdp2pair", **_actor_kwargs(cfg, tmp_path, "fsdp2"))
+    try:
+        pair.ingest(first)
+        ray.get(pair.handles[0].set_peers.remote(pair.handles[1:]))  # as spawn_workers does
+        saved = pair.save_state(str(state))  # rank 0 writes; rank 1 joins the optimizer's gather
+        assert saved["policy_version"] == 1
+        pair.ingest(second)
+        after_pair = _weights(pair, "fsdp2")[0]
+    finally:
+        release(pair)
+    single = spawn_group(ActorWorker, 1, "resumed", **_actor_kwargs(cfg, tmp_path, "all_reduce"))
+    try:
+        assert single.load_state(str(state)) == [1]
+        single.ingest(second)
+        after_single = _weights(single, "all_reduce")[0]
+    finally:
+        release(single)
+    straight = spawn_group(ActorWorker, 1, "straight", **_actor_kwargs(cfg, tmp_path, "all_reduce"))
+    try:  # the reference: one all-reduce rank trains both batches without a break
+        straight.ingest(first)
+        straight.ingest(second)
+        reference = _weights(straight, "all_reduce")[0]
+    finally:
+        release(straight)
+    start = load_checkpoint(str(tmp_path / "init.safetensors"))["weights"]
+    for name, ref in reference.items():
+        atol = float(1e-3 * (ref - start[name]).abs().max()) + 1e-8  # a thousandth of the tensor's movement
+        for label, w in (("the fsdp2 pair", after_pair), ("the resumed rank", after_single)):
+            torch.testing.assert_close(w[name], ref, rtol=0, atol=atol, msg=f"{name}: {label} differs")
+
+
+@pytest.mark.parametrize(("name", "strategy"), [("async_vla", "all_reduce"), ("sync", "all_reduce"),
+                                                ("async_vla", "fsdp2"), ("sync", "fsdp2")])  # fmt: skip
+def test_a_run_with_two_actor_ranks_and_two_rollout_workers(ray_session, small_cfg, name, strategy):
     trainer = dataclasses.replace(small_cfg.trainer, name=name, total_env_steps=300, actor_workers=2,
-                                  rollout_workers=2)  # fmt: skip
+                                  rollout_workers=2, actor_strategy=strategy)  # fmt: skip
     controller = build_controller(dataclasses.replace(small_cfg, trainer=trainer))
     try:
         summary = controller.train()
-        digests = ray.get([h.weights_digest.remote() for h in controller.workers.actor.handles])
+        handles = controller.workers.actor.handles
+        digests = ray.get(
+            [h.weights_digest.remote() for h in handles[: 2 if strategy == "all_reduce" else 1]]
+        )
     finally:
         controller.release_workers()
     ledger = summary["ledger"]
     assert ledger["episodes_unaccounted"] == 0 and ledger["episodes_trained"] > 0
-    assert summary["policy_version"] >= 2 and digests[0] == digests[1]  # both ranks took every update
+    assert summary["policy_version"] >= 2 and digests[0][0] == summary["policy_version"]
+    assert len(set(digests)) == 1  # all_reduce: both ranks took every update

@@ -46,6 +46,30 @@ def test_a_raising_or_nan_env_loses_only_its_episode_and_is_rebuilt(kind):
     ln.close()
 
 
+def test_a_fault_record_says_when_its_env_next_completed_an_episode():
+    """The per-fault evidence of recovery (benchmarks/soak.py judges each fault by it): unset until the faulted env
+    completes an episode, then the seconds from the fault to that end; a sibling's episode does not count."""
+    ln = lanes("raise", env=1, after=2)
+    LockstepLanes(ln).reset(np.arange(3))
+    step_all(ln)  # env 1 faults on its first step
+    assert ln.fault_report()["records"][0]["next_episode_after_s"] is None
+    LockstepLanes(ln).reset(np.array([1]))
+
+    def play(env: int) -> None:  # one env's episode to its end (12 steps at most)
+        for _ in range(20):
+            res = LockstepLanes(ln).step(np.array([env]), np.zeros((1, 1, 2), np.float32))
+            if (res.terminated | res.truncated).any():
+                return
+        raise AssertionError(f"env {env}'s episode did not end")
+
+    play(0)  # a sibling's episode ends: not the faulted env's recovery
+    assert ln.fault_report()["records"][0]["next_episode_after_s"] is None
+    play(1)
+    after = ln.fault_report()["records"][0]["next_episode_after_s"]
+    assert after is not None and 0 < after < 60
+    ln.close()
+
+
 def test_a_hung_env_is_timed_out_and_its_siblings_go_on():
     ln = lanes("hang", env=0, after=2, timeout=0.5, hang_s=20.0)
     LockstepLanes(ln).reset(np.arange(3))

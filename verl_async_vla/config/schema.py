@@ -147,6 +147,7 @@ class AlgoConfig:
     ent_coef: float = 0.0
     cliprange_value: float = 100.0
     lr: float = 3e-4
+    optimizer: str = "adam"  # adam | sgd (learning/learner.py: OPTIMIZERS)
     ppo_epochs: int = 4
     minibatch_size: int = 128
     max_grad_norm: float = 0.5
@@ -165,6 +166,9 @@ class TrainerConfig:
     rollout_workers: int = 1
     pipeline_stages: int = 1  # sync only: k env groups whose env steps and inference overlap (RLinf-style)
     actor_workers: int = 1
+    # how N actor ranks share the work (learning/data_parallel.py): all_reduce = every rank holds the whole policy
+    # and optimizer, gradients summed | fsdp2 = torch's fully_shard, each rank holds 1/N of them
+    actor_strategy: str = "all_reduce"
     placement: str = (
         "disaggregated"  # disaggregated: a pool per role | colocated: rollout + actor share processes
     )

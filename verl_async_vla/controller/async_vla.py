@@ -51,7 +51,6 @@ class AsyncVLAController(Controller):
         addresses = ray.get([r.start_serving.remote(t.max_batch, t.max_wait_ms, authkey) for r in rollouts])
         train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
                            int(t.weight_bucket_mb * 2**20))  # fmt: skip
-        ray.get(actor.set_peers.remote(w.actor.handles[1:]))  # data-parallel ranks follow rank 0's updates
         ray.get(actor.start_stream.remote(train))
         stream = StreamPlane(addresses, authkey, actor, self.gate, self.horizon)
         ray.get([e.start_stream.remote(stream) for e in envs])

@@ -83,8 +83,9 @@ class WorkerRecovery:
             report = self.env_reports[(rank, self.incarnation[rank])]
             report.produced.update(stats["new_produced"])
             report.discarded.update(stats["new_discarded"])
-            report.faults.extend(stats["new_faults"])
+            report.faults = stats["faults"]  # they would die with the process otherwise
             report.counters = {k: stats[k] for k in ("finished_env_steps", "executed_env_steps")}
+            self._back_at_work("env", rank, stats["produced_episodes"] > 0, "next_episode_after_s")
         for rank, ref in enumerate([r.serving_stats.remote() for r in self.rollouts]):
             try:
                 stats = ray.get(ref)
@@ -95,7 +96,15 @@ class WorkerRecovery:
                 self._rejoin_rollout(rank, None)
             else:
                 self.serving_last[rank] = stats
+                self._back_at_work("rollout", rank, stats.get("batches", 0) > 0, "answered_after_s")
         return self.counters()
+
+    def _back_at_work(self, role: str, rank: int, working: bool, key: str) -> None:
+        """The evidence that a rejoined worker recovered, not only rejoined: seconds from its loss to the first
+        poll that saw its new process finish an episode (env) or answer a batch (rollout); at most one poll late."""
+        event = next((e for e in reversed(self.events) if (e["role"], e["rank"]) == (role, rank)), None)
+        if working and event is not None and event.get(key) is None:
+            event[key] = time.time() - event["unix"]
 
     def counters(self) -> dict[str, int]:
         keys = ("finished_env_steps", "executed_env_steps")
@@ -157,6 +166,7 @@ class WorkerRecovery:
             "role": "env", "rank": rank, "incarnation": old, "at_s": t_lost - self.t0, "unix": lost_unix,
             "rejoined_after_s": time.monotonic() - t_lost, "episodes_confirmed_by_consumer_only": len(consumer_only),
             "episodes_finished_not_pushed": len(never_pushed), "credits_returned": credits,
+            "next_episode_after_s": None,
         })  # fmt: skip
         self.on_rejoin()
         log.warning("env worker %d rejoined as incarnation %d after %.1f s (%d start credits returned)", rank,
@@ -181,7 +191,8 @@ class WorkerRecovery:
         self.rollout_restarts[rank] += 1
         self.events.append({"role": "rollout", "rank": rank, "incarnation": self.rollout_restarts[rank] - 1,
                             "at_s": t_lost - self.t0, "unix": lost_unix, "rejoined_after_s": time.monotonic() - t_lost,
-                            "requests_resent": resent, "policy_version": version})  # fmt: skip
+                            "requests_resent": resent, "policy_version": version,
+                            "answered_after_s": None})  # fmt: skip
         self.on_rejoin()
         log.warning("rollout worker %d rejoined with policy version %d after %.1f s; %d requests re-sent", rank,
                     version, self.events[-1]["rejoined_after_s"], resent)  # fmt: skip

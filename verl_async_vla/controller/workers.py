@@ -126,7 +126,7 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, niceness=t.rollout_nice,
                                       **rollout_kwargs)  # fmt: skip
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
-                        **common)  # fmt: skip
+                        actor_strategy=t.actor_strategy, **common)  # fmt: skip
     if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
         roles = {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)}
         groups = spawn_colocated(roles, t.rollout_workers, "policy", use_gpu=gpu)
@@ -137,6 +137,10 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         actor_wg = spawn_group(
             ActorWorker, t.actor_workers, "actor", use_gpu=gpu, cores=actor_cores, **actor_kwargs
         )
+    if (
+        t.actor_workers > 1
+    ):  # data-parallel ranks follow rank 0 (its streamed updates, its train-state gathers)
+        ray.get(actor_wg.handles[0].set_peers.remote(actor_wg.handles[1:]))
     workers = WorkerSet(env_wg, rollout_wg, actor_wg, eval_env_wg, eval_rollout_wg, init_ckpt, eval_envs,
                         t.weight_sync, t.weight_bucket_mb)  # fmt: skip
     if t.weight_sync == "collective":

@@ -5,7 +5,9 @@ stream's `TrainerLoop`) both train through it, so an update is the same code whi
 One update (`update`): advantages under the configured estimator (algos/advantages.py) from the proximal values,
 the off-policy correction's inputs (algos/off_policy.py), then `algo.ppo_epochs` passes over minibatches with the
 actor-critic loss (algos/losses.py); with N data-parallel ranks each minibatch's rows are split and the gradients
-summed (learning/data_parallel.py). Then `version` goes up by one.
+summed (learning/data_parallel.py). Then `version` goes up by one. Rows not yet scored under the update's weights
+(pi_prox) are scored first; the async trainer's rank 0 scores them while it waits when its strategy lets a rank score
+alone (`scores_alone`), and under `fsdp2` every rank scores together here.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,11 @@ from verl_async_vla.algos.losses import actor_critic_loss
 from verl_async_vla.algos.off_policy import correction_inputs
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.data_parallel import DataParallel
-from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
+from verl_async_vla.learning.episode_queue import (
+    EpisodeQueue,
+    add_proximal_columns,
+    take_behaviour_as_proximal,
+)
 from verl_async_vla.learning.train_state import (
     numpy_rng_from_data,
     numpy_rng_to_data,
@@ -52,12 +59,17 @@ class Learner:
         ckpt = load_checkpoint(init_checkpoint)
         check_compatible(ckpt["model_cfg"], model_cfg)
         self.policy.load_weights(ckpt["weights"])
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=algo.lr, eps=1e-5)
+        self.dp = dp or DataParallel(0, 1)
+        self.policy = self.dp.wrap(self.policy)  # fsdp2: from here on each rank holds 1/N of every parameter
+        self.optimizer = OPTIMIZERS[algo.optimizer](self.policy.parameters(), algo.lr)
         self.version = 0
         self.rng = np.random.default_rng(
             seed
         )  # the same on every rank: every rank plans the same minibatches
-        self.dp = dp or DataParallel(0, 1)
+        # a rank that cannot score alone (fsdp2: every forward is a collective) scores inside the update, with all
+        self.scores_alone = not self.dp.sharded
+        # sharded: the full weights of `version`, gathered onto rank 0 once per version (publishing, checkpoints)
+        self._gathered = self.dp.full_weights(self.policy) if self.dp.sharded else None
         self.trained_episode_ids: list[int] = []
         # held by every update: a run checkpoint reads weights, optimizer and version together
         self.lock = threading.RLock()
@@ -78,6 +90,15 @@ class Learner:
             return metrics
 
     def _update(self, batch: DataProto) -> dict[str, float]:
+        if "prox_version" not in batch.batch.keys():
+            add_proximal_columns(batch)
+        queue = EpisodeQueue()  # rows not scored under these weights yet (none, where the intake scored them)
+        queue.add(batch)
+        queue.score(np.arange(len(batch)), self.version, self.score_proximal)
+        return self._train(batch)
+
+    def _train(self, batch: DataProto) -> dict[str, float]:
+        """The PPO epochs on a batch whose pi_prox columns are filled."""
         b = batch.batch
         mask = b["mask"]
         inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
@@ -96,21 +117,30 @@ class Learner:
                 )  # all of it on one rank; a share of it per rank with N ranks
                 self.optimizer.zero_grad()
                 m: dict[str, float] = {}
-                if len(rows):
-                    r = torch.from_numpy(rows)
+                # a rank with no rows still runs a forward and backward under fsdp2 (each is a collective), on one
+                # row at weight 0
+                if len(rows) or self.dp.sharded:
+                    weight = (
+                        self.dp.loss_weight(self.algo.loss_agg_mode, mask, rows, minibatch)
+                        if len(rows)
+                        else 0.0
+                    )
+                    r = torch.from_numpy(rows if len(rows) else minibatch[:1])
                     log_prob, entropy, vpred = self.score(batch, r)
                     loss, m = actor_critic_loss(
                         self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
                         mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
                     )  # fmt: skip
-                    (loss * self.dp.loss_weight(self.algo.loss_agg_mode, mask, rows, minibatch)).backward()
+                    (loss * weight).backward()
                 self.dp.sum_gradients([p for p in params if p.requires_grad])
-                m["actor/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.algo.max_grad_norm))
+                m["actor/grad_norm"] = self.dp.grad_norm(params, self.algo.max_grad_norm)
                 self.optimizer.step()
                 for k, v in m.items():
                     sums[k] += v
                 steps += 1
         self.version += 1
+        if self.dp.sharded:
+            self._gathered = self.dp.full_weights(self.policy)
         # after every update, not every 10th: with a 10-update cadence resident memory swung by +-40 % between trims
         # (soak, 2026-11-30), hiding whether anything is retained; one trim costs a few ms against a seconds-long update
         return_free_memory()
@@ -128,6 +158,8 @@ class Learner:
             "lag/p99": float(torch.quantile(lag, 0.99)),
             "lag/max": float(lag.max()),
             "actor/behaviour_abs_log_ratio": float(inputs.log_rho.abs()[mask > 0].mean()),
+            # of the policy's parameter elements, the share this rank holds (1 unsharded, ~1/N under fsdp2)
+            "actor/param_share": self.dp.param_share(self.policy),
         })  # fmt: skip
         return metrics
 
@@ -145,10 +177,21 @@ class Learner:
             dst[mask] = src
         return tuple(full)
 
+    def score_proximal(self, batch: DataProto, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`score` for pi_prox, by the strategy: alone, or each rank a share of the rows (fsdp2)."""
+        return self.dp.score(lambda r: self.score(batch, r), rows)
+
     def weights(self) -> dict[str, torch.Tensor]:
-        """A copy of the trainable weights (the next update changes the live ones)."""
+        """A copy of the trainable weights (the next update changes the live ones). Sharded: rank 0's gathered
+        copy of the current version (replaced, never changed, by the next update)."""
         with self.lock:
-            return self.policy.get_weights()
+            if self._gathered is None:
+                return self.policy.get_weights()
+            if self.dp.rank != 0:
+                raise RuntimeError(
+                    "under trainer.actor_strategy=fsdp2 only actor rank 0 holds the whole weights"
+                )
+            return dict(self._gathered)
 
     def calibrate(self, batch: DataProto, updates: int) -> dict[str, Any]:
         """The learner alone (telemetry/calibration.py): `updates` PPO updates on one recorded, on-policy batch (the
@@ -158,7 +201,7 @@ class Learner:
         take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
         env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
         with self.lock:
-            each = [measure(lambda: self._update(batch)) for _ in range(updates)]
+            each = [measure(lambda: self._train(batch)) for _ in range(updates)]
             with torch.no_grad():
                 score = measure(lambda: self.score(batch, torch.arange(len(batch))))
         return {"updates": updates, "env_steps": env_steps * updates, "wall_s": sum(u["wall_s"] for u in each),
@@ -166,26 +209,36 @@ class Learner:
                 "score_wall_s": score["wall_s"], "score_cpu_s": score["cpu_s"]}  # fmt: skip
 
     # ---- train state (learning/train_state.py) --------------------------------------------------------------
-    def save_state(self, directory: Path, received: list[int]) -> dict[str, int]:
-        """Weights, optimizer, version, RNGs and the consumer's episode ids, consistent: between updates."""
+    def save_state(self, directory: Path | None, received: list[int]) -> dict[str, int]:
+        """Weights, optimizer, version, RNGs and the consumer's episode ids, consistent: between updates. Sharded,
+        every rank calls it (the optimizer's moments are gathered onto rank 0, a collective); rank 0 writes, the
+        others pass `directory=None`."""
         with self.lock:
-            tensors, optim = optimizer_to_data(self.optimizer)
-            tensors.update({f"w.{k}": v for k, v in self.policy.get_weights().items()})
+            optimizer = self.dp.optimizer_state(self.policy, self.optimizer)
+            if directory is None:
+                return {"policy_version": self.version, "trained": len(self.trained_episode_ids)}
+            tensors, optim = optimizer_to_data(optimizer)
+            tensors.update({f"w.{k}": v for k, v in self.weights().items()})
             meta = {"model_cfg": dataclasses.asdict(self.model_cfg), "optimizer": optim,
                     "policy_version": self.version, "torch_rng": torch_rng_to_list(),
                     "numpy_rng": numpy_rng_to_data(self.rng), "received": list(received),
-                    "trained": list(self.trained_episode_ids)}  # fmt: skip
+                    "trained": list(self.trained_episode_ids), "actor_strategy": type(self.dp).__name__}  # fmt: skip
             write_state(directory, "actor", tensors, meta)
             return {"policy_version": self.version, "trained": len(self.trained_episode_ids)}
 
     def load_state(self, directory: Path, keep_ledger: bool) -> list[int] | None:
-        """Continue from `save_state`'s output. `keep_ledger`: also take back the trained episode ids, and return
-        the received ones (None otherwise: an async run's earlier segment was reconciled when it was saved)."""
+        """Continue from `save_state`'s output (either strategy's: both save whole tensors in one layout); every
+        rank calls it. `keep_ledger`: also take back the trained episode ids, and return the received ones (None
+        otherwise: an async run's earlier segment was reconciled when it was saved)."""
         tensors, meta = read_state(directory, "actor")
         check_compatible(meta["model_cfg"], self.model_cfg)
         with self.lock:
-            self.policy.load_weights({k[2:]: v for k, v in tensors.items() if k.startswith("w.")})
-            optimizer_from_data(self.optimizer, tensors, meta["optimizer"])
+            self.dp.load_weights(self.policy, {k[2:]: v for k, v in tensors.items() if k.startswith("w.")})
+            self.dp.load_optimizer_state(
+                self.policy, self.optimizer, optimizer_from_data(tensors, meta["optimizer"])
+            )
+            if self.dp.sharded:
+                self._gathered = self.dp.full_weights(self.policy)
             self.version = int(meta["policy_version"])
             torch_rng_from_list(meta["torch_rng"])
             numpy_rng_from_data(self.rng, meta["numpy_rng"])
@@ -193,3 +246,11 @@ class Learner:
                 return None
             self.trained_episode_ids = list(meta["trained"])
             return list(meta["received"])
+
+
+# `algo.optimizer`: Adam (eps 1e-5 as in CleanRL's PPO) by default; plain SGD makes an update linear in the gradient,
+# which is what tests/learning/test_data_parallel.py needs to see a gradient scale error
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]] = {
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr, eps=1e-5),
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+}

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def optimizer_to_data(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (tensors keyed "o.<param index>.<name>", JSON-able rest: param groups and non-tensor state)."""
-    sd = optimizer.state_dict()
+def optimizer_to_data(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's `state_dict()` -> (tensors keyed "o.<param index>.<name>", JSON-able rest: param groups and
+    non-tensor state)."""
     tensors, plain = {}, {}
     for idx, state in sd["state"].items():
         for name, value in state.items():
@@ -26,8 +26,8 @@ def optimizer_to_data(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": sd["param_groups"], "plain_state": plain}
 
 
-def optimizer_from_data(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                        meta: dict[str, Any]) -> None:  # fmt: skip
+def optimizer_from_data(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """`optimizer_to_data`'s output -> the optimizer `state_dict()` it came from."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("o."):
@@ -37,7 +37,7 @@ def optimizer_from_data(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
 def torch_rng_to_list() -> list[int]:

@@ -203,7 +203,7 @@ class TrainerLoop:
     def _score_stale_rows(self) -> None:
         """pi_prox (the work off-policy correction needs) for the rows the next update would take, if not yet
         scored under the current weights."""
-        if not self._queued():
+        if not self._queued() or not self.learner.scores_alone:  # fsdp2: every rank scores inside the update
             return
         t0 = time.time()
         scored = self.queue.score(self._plan()[0], self.learner.version, self.learner.score)

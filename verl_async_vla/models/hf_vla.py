@@ -148,10 +148,15 @@ class HFVLAPolicy(VLAPolicy):
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
         return self.head.bc_loss(self.trunk(self.features(obs)), actions.to(self.device)).cpu()
 
-    def get_weights(self) -> dict[str, torch.Tensor]:
+    def shipped_names(self) -> set[str]:
         """The trainable part only: a frozen multi-GB backbone is never shipped between workers."""
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in trainable}
+        return {n for n, p in self.named_parameters() if p.requires_grad}
+
+    def fsdp_units(self) -> list[nn.Module]:
+        # the backbone's parts apart from the float32 heads (a unit holds one dtype); its `.model` runs as a whole
+        return [m for m in self.backbone.children() if any(True for _ in m.parameters())] + [
+            self.state_proj, self.trunk, self.critic,
+        ]  # fmt: skip
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         missing = {n for n, p in self.named_parameters() if p.requires_grad} - set(weights)

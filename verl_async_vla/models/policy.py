@@ -52,8 +52,19 @@ class VLAPolicy(nn.Module, ABC):
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
         """Behaviour-cloning loss on expert chunks (the SFT stage)."""
 
+    def shipped_names(self) -> set[str]:
+        """The state entries `get_weights` returns (what travels to rollout workers and into checkpoints)."""
+        return set(self.state_dict())
+
     def get_weights(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+        keep = self.shipped_names()
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in keep}
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """Sub-modules that `trainer.actor_strategy=fsdp2` shards as units of their own: each is called through its
+        `forward`, so its parameters are gathered only while it runs. Parameters outside them stay with the root
+        unit (gathered for a whole `act` / `evaluate`). Every unit must hold parameters of one dtype."""
+        return []
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(weights)

@@ -46,6 +46,9 @@ class TinyVLA(VLAPolicy):
         self.critic = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
         self.head = build_head(cfg, cfg.hidden)
 
+    def fsdp_units(self) -> list[nn.Module]:
+        return [self.vision, self.text, self.film, self.trunk, self.critic]  # the head stays with the root
+
     def features(self, obs: PolicyObs) -> torch.Tensor:
         if obs.image.ndim != 4 or obs.image.shape[-1] != 3 or obs.image.shape[1] != self.cfg.image_size:
             raise ValueError(

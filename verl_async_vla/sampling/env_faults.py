@@ -52,6 +52,9 @@ class FaultRecord:
     at_s: float  # seconds since the lanes started
     outcome: str  # "rebuilt" | "reset" | "quarantined"
     unix: float = 0.0  # wall-clock time (comparable across worker processes)
+    # seconds from the fault to the end of the next episode this env completed: the evidence that it recovered
+    # (None: it completed none afterwards, by the end of the run or of its worker process)
+    next_episode_after_s: float | None = None
 
 
 @dataclass

@@ -66,6 +66,9 @@ class EnvLanes:
         self.generation = [0] * self.num_envs  # bumped when a hung lane is replaced
         self.busy_since: list[float | None] = [None] * self.num_envs
         self.faults = FaultLog()
+        self.unrecovered: list[list[FaultRecord]] = [
+            [] for _ in range(self.num_envs)
+        ]  # no episode done since
         self.lock = threading.Lock()  # generations and busy clocks (lanes vs the watchdog)
         self.records_lock = threading.Lock()
         self.t0 = time.monotonic()
@@ -133,7 +136,17 @@ class EnvLanes:
         res = self._call(env, lambda: self.shards[env].step(np.zeros(1, np.int64), chunk[None]))
         self.spans[env].record(t0, batch=1, kind="step")
         check_step(res, self.spec)
+        if (res.terminated[0] or res.truncated[0]) and self.unrecovered[env]:
+            self._recovered(env)
         return res
+
+    def _recovered(self, env: int) -> None:
+        """env completed an episode: every fault it had since its last one is survived, after this long."""
+        now = time.time()
+        with self.records_lock:
+            for record in self.unrecovered[env]:
+                record.next_episode_after_s = now - record.unix
+            self.unrecovered[env] = []
 
     def recover(self, env: int, fault: EnvFault) -> bool:
         """On env's lane after `fault`: record it, rebuild the env if the fault was its own. False when the env is
@@ -171,8 +184,10 @@ class EnvLanes:
         with self.records_lock:
             h.faults += 1
             h.last_error = f"{kind}: {error}"
-            self.faults.records.append(FaultRecord(self.global_env(env), h.task, kind, error,
-                                                   time.monotonic() - self.t0, outcome, time.time()))  # fmt: skip
+            record = FaultRecord(self.global_env(env), h.task, kind, error, time.monotonic() - self.t0, outcome,
+                                 time.time())  # fmt: skip
+            self.faults.records.append(record)
+            self.unrecovered[env].append(record)
 
     def _quarantine(self, env: int, kind: str, error: str) -> None:
         h = self.health[env]

@@ -109,7 +109,6 @@ class EnvStream:
         # producer-side ledger (compared with the actor's own count at the end of the run)
         self.produced: list[tuple[int, int]] = []  # (episode id, decisions)
         self.reported = {"produced": 0, "discarded": 0}  # how much of each list `stats` has reported
-        self.faults_reported = 0  # env fault records reported (they would die with the process otherwise)
         self.executed_steps = 0
         self.finished_env_steps = 0
         self.abandoned_open = 0
@@ -375,13 +374,13 @@ class EnvStream:
         with self.cond:
             new = {k: getattr(self, k)[n:] for k, n in self.reported.items()}  # the ledger as it grows
             self.reported = {k: len(getattr(self, k)) for k in self.reported}
+        # every record each time (a handful per run): a record already sent changes when its env recovers
         faults = self.lanes.fault_report()["records"]
-        new_faults, self.faults_reported = faults[self.faults_reported :], len(faults)
         with self.cond:
             return {"produced_episodes": len(self.produced), "finished_env_steps": self.finished_env_steps,
                     "executed_env_steps": self.executed_steps, "latency": dict(self.latency),
                     "new_produced": new["produced"], "new_discarded": new["discarded"],
-                    "new_faults": new_faults}  # fmt: skip
+                    "faults": faults}  # fmt: skip
 
     def stop(self) -> dict[str, Any]:
         """Stop every loop (open episodes are abandoned and counted), flush finished episodes to the actor."""

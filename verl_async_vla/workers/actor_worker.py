@@ -6,6 +6,7 @@ trainer's TrainerLoop in learning/trainer_loop.py), data-parallel followers, wei
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,13 +17,13 @@ from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, Execute, register
 
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
-from verl_async_vla.learning.data_parallel import DataParallel
+from verl_async_vla.learning.data_parallel import ACTOR_STRATEGIES
 from verl_async_vla.learning.episode_queue import EpisodeQueue, add_proximal_columns
 from verl_async_vla.learning.learner import Learner
 from verl_async_vla.learning.trainer_loop import RayTrainPeers, TrainerLoop, TrainPlane
 from verl_async_vla.learning.weight_plane import WeightGroup, digest, free_address
 from verl_async_vla.learning.weight_plane import publish as publish_weights
-from verl_async_vla.models.checkpoint import save_checkpoint
+from verl_async_vla.models.checkpoint import write_checkpoint
 from verl_async_vla.plumbing.process import pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import weights_to_wire
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
@@ -30,7 +31,7 @@ from verl_async_vla.telemetry.timeline import Span, SpanRecorder
 
 class ActorWorker(Worker):
     def __init__(self, model_cfg: dict, algo_cfg: dict, init_checkpoint: str, seed: int, torch_threads: int = 1,
-                 cores: list[int] | None = None):  # fmt: skip
+                 cores: list[int] | None = None, actor_strategy: str = "all_reduce"):  # fmt: skip
         super().__init__()
         set_thread_budget(torch_threads)
         # trainer.cpu_layout=actor_apart: this rank's own core (`cores` lists one per rank); threads started later
@@ -38,7 +39,8 @@ class ActorWorker(Worker):
         pin_to_cores(None if cores is None else [cores[self.rank]])
         self.algo = AlgoConfig(**algo_cfg)
         gpu = model_cfg.get("device", "cpu").startswith("cuda")
-        dp = DataParallel(self.rank, self.world_size, "nccl" if gpu else "gloo")  # learning/data_parallel.py
+        # learning/data_parallel.py: all_reduce | fsdp2
+        dp = ACTOR_STRATEGIES[actor_strategy](self.rank, self.world_size, "nccl" if gpu else "gloo")
         self.learner = Learner(ModelConfig(**model_cfg), self.algo, init_checkpoint, seed, dp)
         self.peers: list = []  # the other ranks' handles (rank 0 streams; they follow its updates)
         self.buffer: list[DataProto] = []
@@ -83,6 +85,7 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def weights_digest(self) -> tuple[int, float]:
+        """(version, digest of the whole weights); fsdp2: rank 0 only (it alone holds them whole)."""
         with self.learner.lock:  # version and weights of the same update
             return self.learner.version, digest(self.learner.weights())
 
@@ -136,7 +139,7 @@ class ActorWorker(Worker):
         # the same scoring as the async queue's: rows the current weights produced take the rollout's own figures
         queue = EpisodeQueue()
         queue.add(add_proximal_columns(batch))
-        queue.score(np.arange(len(batch)), self.learner.version, self.learner.score)
+        queue.score(np.arange(len(batch)), self.learner.version, self.learner.score_proximal)
         self.buffer.append(batch)
         buffered = sum(len(b) for b in self.buffer)
         if buffered < self.algo.train_batch_episodes:
@@ -150,7 +153,8 @@ class ActorWorker(Worker):
     # ---- data-parallel ranks (learning/data_parallel.py) ----------------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def set_peers(self, peers: list) -> None:
-        """Rank 0 of N: the handles of ranks 1..N-1, which follow each of its streamed updates."""
+        """Rank 0 of N: the handles of ranks 1..N-1, which follow each of its streamed updates and join its
+        collectives outside updates (fsdp2: gathering the optimizer state for a run checkpoint)."""
         self.peers = list(peers)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -185,8 +189,25 @@ class ActorWorker(Worker):
     @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def save_state(self, directory: str) -> dict[str, int]:
         """The whole training state into `directory` (learning/train_state.py), consistent: between updates.
-        Rank 0 alone runs it (Execute.RANK_ZERO: every rank holds the same state)."""
-        return self.learner.save_state(Path(directory), self.received_episode_ids)
+        Rank 0 writes it (Execute.RANK_ZERO); under fsdp2 the other ranks join the gathering of the optimizer's
+        shards. Rank 0 holds the learner's lock throughout, so no streamed update (whose followers are sent under
+        it) can interleave its collectives with this one's."""
+        sharded = self.learner.dp.sharded
+        if sharded and len(self.peers) != self.world_size - 1:
+            raise RuntimeError(
+                f"fsdp2 save_state on rank 0 knows {len(self.peers)} of {self.world_size - 1} other "
+                "ranks, who must join the gather: call set_peers first (controller/workers.py does)"
+            )
+        with self.learner.lock:
+            joined = [p.join_save_state.remote() for p in self.peers] if sharded else []
+            out = self.learner.save_state(Path(directory), self.received_episode_ids)
+            ray.get(joined)
+            return out
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def join_save_state(self) -> None:
+        """Ranks 1..N-1 under fsdp2: their part of rank 0's `save_state` (the optimizer state gather)."""
+        self.learner.save_state(None, [])
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def load_state(self, directory: str, keep_ledger: bool = True) -> int:
@@ -199,7 +220,9 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def save(self, path: str, **meta) -> str:
-        """The policy checkpoint; rank 0 alone writes it (Execute.RANK_ZERO: every rank holds the same weights)."""
+        """The policy checkpoint; rank 0 alone writes it (Execute.RANK_ZERO: every rank holds the same weights, or
+        under fsdp2 rank 0 alone holds them gathered)."""
         with self.learner.lock:
-            return str(save_checkpoint(path, self.learner.policy, self.learner.model_cfg,
-                                       policy_version=self.learner.version, **meta))  # fmt: skip
+            meta = {"policy_version": self.learner.version, **meta}
+            model_cfg = dataclasses.asdict(self.learner.model_cfg)
+            return str(write_checkpoint(path, self.learner.weights(), model_cfg, meta))
