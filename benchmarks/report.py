@@ -401,6 +401,13 @@ def weight_sync(lines: list[str]) -> None:
     lines.append("")
 
 
+def documented(row: dict) -> str:
+    """Whether a fault-matrix row did what README.md and docs/reliability.md say (rows from before the column: -)."""
+    if "as_documented" not in row:
+        return "-"
+    return "yes" if row["as_documented"] else f"**NO** (documented: {row['documented']})"
+
+
 def fault_matrix(lines: list[str]) -> None:
     res = _load("fault_matrix")
     if not res:
@@ -412,15 +419,15 @@ def fault_matrix(lines: list[str]) -> None:
         "columns are episodes, counted at the producers, the gate and the actor and reconciled by id; balanced: "
         "produced = trained + dropped as stale + in flight (discarded-by-fault episodes are never produced).",
         "",
-        "| fault | trainer | finished | what the run did | produced | trained | dropped stale | in flight | "
-        "discarded by fault | unaccounted | balanced |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| fault | trainer | finished | what the run did | as documented | produced | trained | dropped stale | "
+        "in flight | discarded by fault | unaccounted | balanced |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         led = r["ledger"]
         done = "yes" if r["finished"] else f"NO: {r['error']}"
         lines.append(
-            f"| {r['fault']} | {r['trainer']} | {done} | {r['response']} | {led['episodes_produced']} | "
+            f"| {r['fault']} | {r['trainer']} | {done} | {r['response']} | {documented(r)} | {led['episodes_produced']} | "
             f"{led['episodes_trained']} | {led['episodes_dropped_stale']} | {led['episodes_in_flight']} | "
             f"{led['episodes_discarded_fault']} | {led['episodes_unaccounted']} | {r.get('balanced')} |"
         )
@@ -441,8 +448,16 @@ def soak(lines: list[str]) -> None:
     lines += _provenance(res)
     led = res["ledger"]
     kinds: dict[str, list[bool]] = {}
+    after: dict[str, list[float]] = {}
     for f in res["faults"]:
         kinds.setdefault(f["kind"], []).append(f["survived"])
+        seconds = f.get("next_episode_after_s", f.get("answered_after_s"))
+        if seconds is not None:
+            after.setdefault(f["kind"], []).append(seconds)
+
+    def slowest(kind: str) -> str:
+        return f"{max(after[kind]):.1f}" if after.get(kind) else "-"
+
     lines += [
         f"`trainer=async_vla` on the embedded task for {res['minutes']:.0f} minutes, an env fault every "
         f"{res['every_s']:.0f} s (each kind in turn), the rollout worker's process killed by its pid every "
@@ -450,9 +465,11 @@ def soak(lines: list[str]) -> None:
         f"**{'yes' if res['finished'] else 'NO'}**; faults recorded by the run: {res['faults_injected']} "
         f"(scheduled: {res['faults_scheduled']}).",
         "",
-        "| fault | times | survived |",
-        "|---|---|---|",
-        *[f"| {k} | {len(v)} | {sum(v)} |" for k, v in sorted(kinds.items())],
+        f"Survived, per fault: {res.get('survived_means', 'the run finished (runs before per-fault evidence)')}.",
+        "",
+        "| fault | times | survived | slowest recovery, s |",
+        "|---|---|---|---|",
+        *[f"| {k} | {len(v)} | {sum(v)} | {slowest(k)} |" for k, v in sorted(kinds.items())],
         "",
         f"Evaluated success: {res['success_start']} at the start, {res['success_end']} at the end. Ledger: "
         f"{led.get('episodes_produced')} episodes produced, {led.get('episodes_trained')} trained, "

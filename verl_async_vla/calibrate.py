@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 import numpy as np
@@ -34,6 +34,9 @@ from verl_async_vla.telemetry.calibration import bounds_from_measurements, seria
 from verl_async_vla.telemetry.run_log import source_commit
 from verl_async_vla.validate import validate
 
+if TYPE_CHECKING:  # the worker classes import lazily: this module is also the calibration CLI's entry
+    from verl_async_vla.controller.workers import WorkerSet
+
 log = logging.getLogger(__name__)
 
 ENV_SECONDS = 10.0  # each env's free run: several episodes, long-tail resets included
@@ -41,7 +44,7 @@ INFER_SECONDS = 1.5  # per batch size
 ACTOR_UPDATES = 5  # each timed apart; the fastest sets the capacity (telemetry/calibration.py)
 
 
-def record_batch(workers: Any, episodes_wanted: int) -> list[Episode]:
+def record_batch(workers: WorkerSet, episodes_wanted: int) -> list[Episode]:
     """Episodes of the start policy, played in lockstep (the sync trainer's own loop), until a batch is full."""
     episodes: list[Episode] = []
     while len(episodes) < episodes_wanted:

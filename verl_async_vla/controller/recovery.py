@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
+from verl_async_vla.controller.workers import WorkerSet
 from verl_async_vla.sampling.env_stream import MAX_INCARNATIONS, episode_id_prefix
 from verl_async_vla.sampling.stream_peers import StreamPlane
 
@@ -50,7 +52,7 @@ class Incarnation:
 
 
 class WorkerRecovery:
-    def __init__(self, workers: Any, gate: Any, plane: StreamPlane, serve_args: tuple, restarts: int,
+    def __init__(self, workers: WorkerSet, gate: ActorHandle, plane: StreamPlane, serve_args: tuple, restarts: int,
                  t0: float, on_rejoin: Callable[[], None] = lambda: None):  # fmt: skip
         self.workers, self.gate, self.plane, self.serve_args = workers, gate, plane, serve_args
         self.on_rejoin = on_rejoin
@@ -111,7 +113,7 @@ class WorkerRecovery:
         return {k: sum(rep.counters.get(k, 0) for rep in self.env_reports.values()) for k in keys}
 
     # ---- rejoining --------------------------------------------------------------------------------------
-    def _wait_alive(self, handle: Any, what: str, probe: str) -> None:
+    def _wait_alive(self, handle: ActorHandle, what: str, probe: str) -> None:
         """Wait until the restarted process answers. While Ray restarts it, calls fail with ActorUnavailableError
         (a new process imports torch, verl and builds its simulators: 2-5 s here, over 15 s on a loaded machine);
         once it is out of restarts they fail with ActorDiedError, repeatedly (a call in flight when the process died

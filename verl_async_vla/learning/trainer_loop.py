@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import ray
 import torch
+from ray.actor import ActorHandle
 from verl import DataProto
 
 from verl_async_vla.learning.episode_queue import EpisodeQueue, add_proximal_columns
@@ -49,9 +50,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainPlane:
-    rollouts: list[Any]
-    env_workers: list[Any]
-    gate: Any  # GateServer handle
+    rollouts: list[ActorHandle]  # RolloutWorker
+    env_workers: list[ActorHandle]  # EnvWorker
+    gate: ActorHandle  # GateServer (learning/staleness.py)
     max_staleness: int
     stale_policy: str
     weight_sync: str = "object_store"  # learning/weight_plane.py

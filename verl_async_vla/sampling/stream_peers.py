@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ray
+from ray.actor import ActorHandle
 from verl import DataProto
 
 from verl_async_vla.sampling.request_channel import Address
@@ -21,8 +22,8 @@ class StreamPlane:
 
     rollouts: list[Address]  # the rollout workers' request channels (recovery updates a restarted one's)
     authkey: bytes  # the run's secret for the request channel: a connection without it is refused
-    actor: Any  # Ray actor handles
-    gate: Any
+    actor: ActorHandle  # ActorWorker rank 0
+    gate: ActorHandle  # GateServer (learning/staleness.py)
     horizon: int  # decisions per episode at most (padding length)
 
 
