@@ -18,9 +18,19 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _machine(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}"
+
+
 def _provenance(res: dict) -> list[str]:
-    m = res["machine"]
-    return [f"- command: `{res['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}",
+    # merged results keep each row's own machine: name them all when they differ
+    rows = [w for w in res.get("workloads", []) if isinstance(w, dict) and "machine" in w]
+    if len({_machine(w["machine"]) for w in rows}) > 1:
+        where = "; ".join(f"{w['name']}: {_machine(w['machine'])} ({w['date'][:10]})" for w in rows)
+        machine = f"- machine, per workload (speeds compare within a row, not across rows): {where}"
+    else:
+        machine = f"- machine: {_machine(res['machine'])}"
+    return [f"- command: `{res['command']}`", machine,
             f"- date of the runs: {res['date']}, commit: {res.get('commit', 'not recorded')}", ""]  # fmt: skip
 
 
