@@ -56,8 +56,14 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(
             f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."
         )
-    if m.action_head not in ("gaussian", "discrete"):
-        raise ValueError(f"model.action_head={m.action_head!r} is unknown; use 'gaussian' or 'discrete'.")
+    from verl_async_vla.models.heads import ACTION_HEADS
+
+    if m.action_head not in ACTION_HEADS:
+        raise ValueError(
+            f"model.action_head={m.action_head!r} is unknown; use one of {sorted(ACTION_HEADS)}."
+        )
+    if m.action_head == "flow":
+        _check_flow(m)
     if m.image_size != e.image_size:
         raise ValueError(
             f"model.image_size={m.image_size} differs from env.image_size={e.image_size}; set both to the same value."
@@ -175,3 +181,19 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
                 "wall-clock time (the soak benchmark sets it)."
             )
     return run
+
+
+def _check_flow(m: Any) -> None:
+    from verl_async_vla.models.flow_head import FLOW_EXPERTS, FLOW_VALUE_ON, check_flow_settings
+
+    check_flow_settings(m)
+    if m.name == "cost_model":
+        raise ValueError(
+            "model.name=cost_model emulates a Gaussian head's compute; use model.action_head=gaussian."
+        )
+    if m.flow_expert not in FLOW_EXPERTS:
+        raise ValueError(f"model.flow_expert={m.flow_expert!r} is unknown; use one of {list(FLOW_EXPERTS)}.")
+    if m.flow_value_on not in FLOW_VALUE_ON:
+        raise ValueError(
+            f"model.flow_value_on={m.flow_value_on!r} is unknown; use one of {list(FLOW_VALUE_ON)}."
+        )

@@ -40,6 +40,11 @@ def test_discrete_model_group_switches_the_head():
     assert validate(compose_cfg("model=tiny_vla_discrete", "run_dir=/tmp/x")).model.action_head == "discrete"
 
 
+def test_flow_model_group_switches_the_head_and_keeps_the_flow_defaults():
+    m = validate(compose_cfg("model=tiny_vla_flow", "model.flow_method=flow_noise", "run_dir=/tmp/x")).model
+    assert (m.action_head, m.flow_method, m.flow_steps, m.flow_value_on) == ("flow", "flow_noise", 5, "prefix")
+
+
 def test_unknown_key_or_wrong_type_fails_with_the_key_named():
     with pytest.raises(ValueError, match="env.num_envz"):
         validate({"env": {"num_envz": 3}})
@@ -50,7 +55,7 @@ def test_unknown_key_or_wrong_type_fails_with_the_key_named():
 def test_cross_field_rules_name_the_fix():
     with pytest.raises(ValueError, match="env.image_size"):
         validate({"model": {"image_size": 32}})
-    with pytest.raises(ValueError, match="'gaussian' or 'discrete'"):
+    with pytest.raises(ValueError, match="'discrete', 'flow', 'gaussian'"):
         validate({"model": {"action_head": "diffusion"}})
 
 

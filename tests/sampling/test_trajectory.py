@@ -31,3 +31,20 @@ def test_episodes_pad_to_horizon_with_a_mask():
 def test_episode_longer_than_horizon_is_rejected():
     with pytest.raises(ValueError, match="horizon"):
         episodes_to_proto([make_episode(1, 5)], horizon=4)
+
+
+def traced(ep, width=5):
+    ep.trace = [np.full(width, t, np.float32) for t in range(len(ep))]
+    return ep
+
+
+def test_the_action_trace_travels_only_when_the_episodes_have_one():
+    assert "action_trace" not in episodes_to_proto([make_episode(1, 2)], horizon=4).batch.keys()
+    proto = episodes_to_proto([traced(make_episode(1, 2)), traced(make_episode(2, 3))], horizon=4)
+    assert proto.batch["action_trace"].shape == (2, 4, 5)
+    assert proto.batch["action_trace"][1, :, 0].tolist() == [0, 1, 2, 2]  # padded like the actions
+
+
+def test_episodes_with_and_without_a_trace_are_refused_in_one_batch():
+    with pytest.raises(ValueError, match="action heads"):
+        episodes_to_proto([traced(make_episode(1, 2)), make_episode(2, 3)], horizon=4)

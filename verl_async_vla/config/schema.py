@@ -92,7 +92,8 @@ class EnvConfig:
 @dataclass
 class ModelConfig:
     name: str = "tiny_vla"
-    action_head: str = "gaussian"  # "gaussian" (OFT-style chunk) | "discrete" (OpenVLA-style 256-bin tokens)
+    # gaussian (OFT-style chunk) | discrete (OpenVLA-style 256-bin tokens) | flow (pi0-style flow matching)
+    action_head: str = "gaussian"
     action_dim: int = 2
     state_dim: int = 4
     chunk: int = 4  # actions per inference call (action chunking)
@@ -102,6 +103,16 @@ class ModelConfig:
     text_dim: int = 32
     n_bins: int = 256
     init_log_std: float = -0.5
+    # model.action_head=flow only (models/flow_head.py): K denoising steps, how RL gets log-probs, the expert
+    flow_steps: int = 5
+    # flow_sde (one SDE step per decision) | flow_noise (learned noise every step)
+    flow_method: str = "flow_sde"
+    flow_noise_level: float = 0.5  # flow_sde's a in sigma_t = a sqrt(t / (1 - t))
+    flow_sigma_min: float = 0.1  # flow_noise's learned std bounds
+    flow_sigma_max: float = 0.5
+    flow_expert_width: int = 128  # the action expert's width
+    flow_expert: str = "mlp"  # mlp: an MLP on the policy's features (the only expert so far)
+    flow_value_on: str = "prefix"  # prefix (pi0.5: value on the VLM features) | expert (pi0: on the expert's)
     checkpoint: str | None = None  # start weights; None = `init`
     init: str = (
         "sft"  # without a checkpoint: sft (cached scripted-expert BC start) | scratch (random weights)

@@ -171,7 +171,8 @@ class Learner:
         t = mask.shape[1]
         instr = np.repeat(batch.non_tensor_batch["instruction"][rows.numpy()], t).reshape(-1, t)[mask.numpy()]
         obs = PolicyObs(b["image"][rows][mask], b["state"][rows][mask], list(instr))
-        out = self.policy.evaluate(obs, b["actions"][rows][mask])
+        trace = b["action_trace"][rows][mask] if "action_trace" in b.keys() else None  # flow heads only
+        out = self.policy.evaluate(obs, b["actions"][rows][mask], trace)
         full = [torch.zeros(mask.shape) for _ in range(3)]
         for dst, src in zip(full, (out.log_prob, out.entropy, out.value), strict=True):
             dst[mask] = src

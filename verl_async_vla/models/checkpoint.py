@@ -83,18 +83,14 @@ def convert_legacy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return write_checkpoint(dst, old["weights"], old["model_cfg"], old.get("meta", {}))
 
 
+# what shapes a flow head's weights (its K, method and noise settings do not: one checkpoint serves them all)
+FLOW_SHAPE_KEYS = ("flow_expert", "flow_expert_width", "flow_value_on")
+
+
 def check_compatible(ckpt_cfg: dict[str, Any], model_cfg: ModelConfig) -> None:
     """Shapes that must agree between a checkpoint and the configured model; names the key to change."""
-    for key in (
-        "name",
-        "action_head",
-        "action_dim",
-        "state_dim",
-        "chunk",
-        "image_size",
-        "channels",
-        "hidden",
-    ):
+    keys = ("name", "action_head", "action_dim", "state_dim", "chunk", "image_size", "channels", "hidden")
+    for key in keys + (FLOW_SHAPE_KEYS if model_cfg.action_head == "flow" else ()):
         if ckpt_cfg.get(key) != getattr(model_cfg, key):
             raise ValueError(
                 f"Checkpoint was built with model.{key}={ckpt_cfg.get(key)!r} but the config says "

@@ -70,10 +70,12 @@ class CostModelPolicy(VLAPolicy):
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
         self._spend(self.cost.infer_fixed_s + self.cost.infer_per_sample_s * self._per_replica(len(obs)))
         s = obs.state.float()
-        actions, log_prob = self.head.sample(self.trunk(s), deterministic)
+        actions, log_prob, _ = self.head.sample(self.trunk(s), deterministic)
         return ActOutput(actions, log_prob, self.critic(s).squeeze(-1))  # envs clip to [-1, 1]
 
-    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput:
+    def evaluate(
+        self, obs: PolicyObs, actions: torch.Tensor, trace: torch.Tensor | None = None
+    ) -> EvalOutput:
         share = 1.0 if torch.is_grad_enabled() else 1.0 / 3.0
         self._spend(share * self.cost.train_per_sample_s * self._per_replica(len(obs)))
         s = obs.state.float()

@@ -100,10 +100,12 @@ class HFVLAPolicy(VLAPolicy):
         width = self.backbone.config.get_text_config().hidden_size
         self.state_proj = nn.Linear(cfg.state_dim, cfg.hidden)
         self.trunk = nn.Sequential(nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU())
-        self.critic = nn.Sequential(
-            nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1)
-        )
+        # the flow head's value can read its expert (pi0) instead of the VLM features (pi0.5, the other heads)
+        self.value_on_expert = cfg.action_head == "flow" and cfg.flow_value_on == "expert"
+        critic_in = cfg.flow_expert_width if self.value_on_expert else width + cfg.hidden
+        self.critic = nn.Sequential(nn.Linear(critic_in, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1))
         self.head = build_head(cfg, cfg.hidden)
+        self.trace_dim = self.head.trace_dim
         self.to(cfg.device)
 
     @property
@@ -137,13 +139,23 @@ class HFVLAPolicy(VLAPolicy):
 
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
         f = self.features(obs)
-        actions, log_prob = self.head.sample(self.trunk(f), deterministic)
-        return ActOutput(actions.cpu(), log_prob.cpu(), self.critic(f).squeeze(-1).cpu())
+        h = self.trunk(f)
+        actions, log_prob, trace = self.head.sample(h, deterministic)
+        return ActOutput(
+            actions.cpu(), log_prob.cpu(), self.value(f, h).cpu(), None if trace is None else trace.cpu()
+        )
 
-    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput:
+    def evaluate(
+        self, obs: PolicyObs, actions: torch.Tensor, trace: torch.Tensor | None = None
+    ) -> EvalOutput:
         f = self.features(obs)
-        log_prob, entropy = self.head.evaluate(self.trunk(f), actions.to(self.device))
-        return EvalOutput(log_prob.cpu(), entropy.cpu(), self.critic(f).squeeze(-1).cpu())
+        h = self.trunk(f)
+        trace = None if trace is None else trace.to(self.device)
+        log_prob, entropy = self.head.evaluate(h, actions.to(self.device), trace)
+        return EvalOutput(log_prob.cpu(), entropy.cpu(), self.value(f, h).cpu())
+
+    def value(self, f: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.head.expert_features(h) if self.value_on_expert else f).squeeze(-1)
 
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
         return self.head.bc_loss(self.trunk(self.features(obs)), actions.to(self.device)).cpu()

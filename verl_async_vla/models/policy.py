@@ -2,7 +2,9 @@
 
 Two calls carry RL: `act` (rollout: sample an action chunk, its behaviour log-prob and the value) and `evaluate`
 (actor: score given chunks under the current weights). For the same weights and actions they agree exactly, which
-is what makes the importance ratio pi/mu equal 1 on-policy (tested).
+is what makes the importance ratio pi/mu equal 1 on-policy (tested). A head whose log-prob is not a function of the
+action alone (the flow head: it depends on the denoising chain) returns that data as `trace`; it travels with the
+sample to the actor, and `evaluate` scores the same transition from it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class ActOutput:
     actions: torch.Tensor  # (B, chunk, action_dim) float32, in the env's [-1, 1] action box
     log_prob: torch.Tensor  # (B,) behaviour log-prob of the whole chunk
     value: torch.Tensor  # (B,)
+    # (B, trace_dim): what the log-prob depends on besides the action; None where trace_dim is 0
+    trace: torch.Tensor | None = None
 
 
 @dataclass
@@ -41,12 +45,15 @@ class EvalOutput:
 class VLAPolicy(nn.Module, ABC):
     chunk: int
     action_dim: int
+    trace_dim: int = 0  # floats per decision in ActOutput.trace (0: the head scores an action from itself)
 
     @abstractmethod
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput: ...
 
     @abstractmethod
-    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput: ...
+    def evaluate(
+        self, obs: PolicyObs, actions: torch.Tensor, trace: torch.Tensor | None = None
+    ) -> EvalOutput: ...
 
     @abstractmethod
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:

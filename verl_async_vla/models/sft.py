@@ -19,12 +19,14 @@ import torch
 from verl_async_vla.config.schema import RunConfig
 from verl_async_vla.envs import EnvShard, make_env_shard
 from verl_async_vla.models import PolicyObs, build_policy
-from verl_async_vla.models.checkpoint import save_checkpoint
+from verl_async_vla.models.checkpoint import FLOW_SHAPE_KEYS, save_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def sft_cache_path(cfg: RunConfig) -> Path:
+    # flow: the SFT weights do not depend on the RL method, its noise or K (flow matching trains the velocity at
+    # every t), so flow_sde and flow_noise runs of a seed start from the same SFT checkpoint
     key = {
         # what determines the weights only: where they come from and emulation knobs do not (and adding such a
         # field must not invalidate existing caches)
@@ -33,6 +35,8 @@ def sft_cache_path(cfg: RunConfig) -> Path:
             for k, v in dataclasses.asdict(cfg.model).items()
             if k not in ("checkpoint", "init", "cost_profile", "emulated_gpus", "device")
             and (cfg.model.name == "hf_vla" or not k.startswith("hf_"))
+            and (k in FLOW_SHAPE_KEYS if k.startswith("flow_") else True)
+            and (cfg.model.action_head == "flow" or not k.startswith("flow_"))
         },
         "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
         "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps],

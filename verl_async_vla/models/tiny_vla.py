@@ -43,8 +43,12 @@ class TinyVLA(VLAPolicy):
         self.trunk = nn.Sequential(
             nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU()
         )
-        self.critic = nn.Sequential(nn.Linear(feat, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        # pi0 puts the value head on the action expert's output, pi0.5 (and every other head here) on the features
+        self.value_on_expert = cfg.action_head == "flow" and cfg.flow_value_on == "expert"
+        critic_in = cfg.flow_expert_width if self.value_on_expert else feat
+        self.critic = nn.Sequential(nn.Linear(critic_in, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
         self.head = build_head(cfg, cfg.hidden)
+        self.trace_dim = self.head.trace_dim
 
     def fsdp_units(self) -> list[nn.Module]:
         return [self.vision, self.text, self.film, self.trunk, self.critic]  # the head stays with the root
@@ -69,18 +73,23 @@ class TinyVLA(VLAPolicy):
 
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
         f = self.features(obs)
-        actions, log_prob = self.head.sample(self.trunk(f), deterministic)
-        return ActOutput(actions, log_prob, self.value(f))
+        h = self.trunk(f)
+        actions, log_prob, trace = self.head.sample(h, deterministic)
+        return ActOutput(actions, log_prob, self.value(f, h), trace)
 
-    def evaluate(self, obs: PolicyObs, actions: torch.Tensor) -> EvalOutput:
+    def evaluate(
+        self, obs: PolicyObs, actions: torch.Tensor, trace: torch.Tensor | None = None
+    ) -> EvalOutput:
         f = self.features(obs)
-        log_prob, entropy = self.head.evaluate(self.trunk(f), actions)
-        return EvalOutput(log_prob, entropy, self.value(f))
+        h = self.trunk(f)
+        log_prob, entropy = self.head.evaluate(h, actions, trace)
+        return EvalOutput(log_prob, entropy, self.value(f, h))
 
-    def value(self, f: torch.Tensor) -> torch.Tensor:
+    def value(self, f: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         # The critic reads the policy's features but does not train them: early value errors (the critic starts
         # from scratch after SFT) would otherwise overwrite the visual grounding that SFT learned.
-        return self.critic(f.detach()).squeeze(-1)
+        x = self.head.expert_features(h) if self.value_on_expert else f
+        return self.critic(x.detach()).squeeze(-1)
 
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
         return self.head.bc_loss(self.trunk(self.features(obs)), actions)

@@ -166,7 +166,7 @@ class EnvStream:
                     self.current.pop(env, None)
                     self.abandoned_open += 1
                 return False
-            actions, log_prob, value, version = answer
+            actions, log_prob, value, version, trace = answer
             res = self.lanes.step_env(env, actions)
             ep.image.append(obs.image[0])
             ep.state.append(obs.state[0])
@@ -174,6 +174,8 @@ class EnvStream:
             ep.log_prob.append(log_prob)
             ep.value.append(value)
             ep.version.append(version)
+            if trace is not None:
+                ep.trace.append(trace)
             ep.reward.append(float(res.reward[0]))
             ep.env_steps += int(res.env_steps[0])
             done = bool(res.terminated[0] or res.truncated[0])
@@ -211,7 +213,7 @@ class EnvStream:
             alive if self.stopping.is_set() else self.lanes.submit(env, self._episode_loop, env, alive)
         )
 
-    def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int] | None:
+    def _infer(self, env: int, obs: Any) -> tuple[np.ndarray, float, float, int, np.ndarray | None] | None:
         slot = self.slots[env]
         with self.cond:
             slot.ready.clear()
@@ -234,12 +236,14 @@ class EnvStream:
 
     # ---- answers from rollout workers (on the request channel's reader threads) ------------------------------
     def deliver(self, answer: dict[str, Any], rollout: int) -> None:
-        """`answer`: numpy rows (actions, old_log_prob, values, policy_version, env_key, the request's clocks)."""
+        """`answer`: numpy rows (actions, old_log_prob, values, policy_version, the flow head's action_trace where
+        the policy has one, env_key, the request's clocks)."""
         now = time.time()
         _, local = split_env_key(answer["env_key"])
         actions, log_prob, values, versions = (
             answer[k] for k in ("actions", "old_log_prob", "values", "policy_version")
         )
+        traces = answer.get("action_trace")
         rows = []
         with self.cond:
             self.outstanding[rollout] = max(0, self.outstanding[rollout] - len(local))
@@ -255,7 +259,8 @@ class EnvStream:
                 )  # its first answer makes it visibly open
         for row, env in rows:
             slot = self.slots[env]
-            slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]))
+            trace = None if traces is None else traces[row]
+            slot.answer = (actions[row], float(log_prob[row]), float(values[row]), int(versions[row]), trace)
             sent, received = float(answer["t_sent"][row]), float(answer["t_received"][row])
             start, end = answer["t_batch_start"], answer["t_batch_end"]
             slot.timing = {

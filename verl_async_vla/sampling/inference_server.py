@@ -22,6 +22,9 @@ from verl_async_vla.plumbing.wire import split_env_key
 from verl_async_vla.sampling.batcher import DynamicBatcher
 from verl_async_vla.sampling.request_channel import Address, RequestServer
 
+# a rollout answer's columns that travel back to the env workers; action_trace only where the policy has one
+ANSWER_COLUMNS = ("actions", "old_log_prob", "values", "policy_version", "action_trace")
+
 
 class InferenceServer:
     def __init__(self, generate: Callable[[DataProto], DataProto], model_lock: threading.RLock, rank: int,
@@ -80,9 +83,7 @@ class InferenceServer:
     def _answer(self, batch: DataProto) -> None:
         t_start = time.time()
         answer = self.generate(batch)
-        columns = {
-            k: answer.batch[k].numpy() for k in ("actions", "old_log_prob", "values", "policy_version")
-        }
+        columns = {k: answer.batch[k].numpy() for k in ANSWER_COLUMNS if k in answer.batch.keys()}
         for key in ("env_key", "request", "t_posted", "t_sent", "t_received"):  # ids and clocks travel back
             columns[key] = batch.non_tensor_batch[key]
         t_end = time.time()

@@ -39,6 +39,9 @@ class Episode:
     value: list[float] = field(default_factory=list)
     reward: list[float] = field(default_factory=list)
     version: list[int] = field(default_factory=list)  # policy version that chose each chunk
+    # per decision, what the log-prob depends on besides the action (a flow head's denoising chain and step);
+    # empty for heads that score an action from itself
+    trace: list[np.ndarray] = field(default_factory=list)
     env_steps: int = 0
     success: bool = False
 
@@ -76,6 +79,8 @@ class EpisodeAssembler:
             ep.log_prob.append(float(rollout.batch["old_log_prob"][row]))
             ep.value.append(float(rollout.batch["values"][row]))
             ep.version.append(int(rollout.batch["policy_version"][row]))
+            if "action_trace" in rollout.batch.keys():
+                ep.trace.append(rollout.batch["action_trace"][row].numpy())
             ep.reward.append(float(outcome.batch["reward"][row]))
             ep.env_steps += int(outcome.batch["env_steps"][row])
             if bool(outcome.batch["done"][row]):
@@ -108,6 +113,12 @@ def episodes_to_proto(episodes: list[Episode], horizon: int) -> DataProto:
         "policy_version": np.stack([pad(e.version, np.int64) for e in episodes]),
         "mask": mask,
     }
+    traced = [bool(e.trace) for e in episodes]
+    if any(traced):
+        if not all(traced) or any(len(e.trace) != len(e) for e in episodes):
+            raise ValueError("some episodes carry an action trace for every decision and some do not: they come "
+                             "from different action heads and cannot be trained in one batch")  # fmt: skip
+        tensors["action_trace"] = np.stack([pad(e.trace, np.float32) for e in episodes])
     return DataProto.from_dict(
         tensors={k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
         non_tensors={

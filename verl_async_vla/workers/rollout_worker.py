@@ -162,12 +162,16 @@ class RolloutWorker(Worker):
             version = self.policy_version
         n = out.actions.shape[0]
         self.spans.record(t0, batch=n, version=version)
+        tensors = {
+            "actions": out.actions,
+            "old_log_prob": out.log_prob,
+            "values": out.value,
+            "policy_version": torch.full((n,), version, dtype=torch.long),
+        }
+        # what a flow head's log-prob depends on: it travels with the sample to the actor
+        if out.trace is not None:
+            tensors["action_trace"] = out.trace.float()
         return DataProto.from_dict(
-            tensors={
-                "actions": out.actions,
-                "old_log_prob": out.log_prob,
-                "values": out.value,
-                "policy_version": torch.full((n,), version, dtype=torch.long),
-            },
+            tensors=tensors,
             non_tensors={"env_key": data.non_tensor_batch["env_key"]},
         )
