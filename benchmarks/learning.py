@@ -3,10 +3,12 @@
     python benchmarks/learning.py                                 # 3 seeds x {sync, async_vla}
     python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation, staleness 8 and 16
     python benchmarks/learning.py --seeds 0 --variants sync       # one run
+    python benchmarks/learning.py --heads                         # the flow head: 3 seeds x {sde, noise} x trainers
 
 Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (main pair under
 "runs", ablation under "off_policy_ablation"; variants not rerun keep their rows), docs/learning_sync_vs_async.png,
-docs/off_policy_ablation.png, then regenerates docs/benchmarks.md.
+docs/off_policy_ablation.png, then regenerates docs/benchmarks.md. `--heads` writes docs/results/embedded_heads.json
+instead (after every run, so a stopped invocation keeps what finished).
 """
 
 from __future__ import annotations
@@ -46,7 +48,17 @@ ABLATION = {
     # twice the lag, to see whether what separates the modes at 8 grows with staleness
     **{f"async_stale16_{mode}": _async(16, mode) for mode in ("none", "behaviour_ppo", "decoupled_ppo")},
 }
-VARIANTS = {**MAIN, **ABLATION}
+# The flow head (model=tiny_vla_flow) under both trainers, both RL log-prob methods, at the main job's budget; the
+# Gaussian rows of the same table are the main pair's (embedded_sync_vs_async.json), the same budget and seeds.
+HEADS = {
+    f"flow_{method}_{trainer}": (
+        ["model=tiny_vla_flow", f"model.flow_method={method}", f"trainer={trainer}"],
+        None,
+    )
+    for method in ("sde", "noise")
+    for trainer in ("sync", "async_vla")
+}
+VARIANTS = {**MAIN, **ABLATION, **HEADS}
 COLOURS = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale1_tis": "black", "none": "tab:red",
            "behaviour_ppo": "tab:brown", "tis": "tab:green", "decoupled_ppo": "tab:olive",
            "vtrace": "tab:purple"}  # fmt: skip
@@ -209,6 +221,65 @@ def merge(previous: list[dict], fresh: list[dict]) -> list[dict]:
     return [r for r in previous if (r["variant"], r["seed"]) not in done] + fresh
 
 
+def head_row(r: dict, source: str) -> dict:
+    """A learning run as a row of the heads table (the issue's schema, plus where the row came from)."""
+    flow = r["variant"].startswith("flow_")
+    return {
+        "model": "tiny_vla",
+        "head": "flow" if flow else "gaussian",
+        "flow_method": ("flow_" + r["variant"].split("_")[1]) if flow else None,
+        "trainer": r["trainer"],
+        "seed": r["seed"],
+        "env_steps": r["env_steps"],
+        "success_start": r["success_start"],
+        "success_final": r["success_final"],
+        "success_mean_over_evals": r["success_auc"],
+        "policy_updates": r["policy_updates"],
+        "wall_minutes": r["wall_minutes"],
+        "lag_mean": r["lag_mean"],
+        "commit": r["commit"],
+        "date": r["date"],
+        "source": source,
+    }
+
+
+def write_heads(fresh: list[dict]) -> None:
+    path = RESULTS / "embedded_heads.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    done = {
+        (r["head"], r["flow_method"], r["trainer"], r["seed"]) for r in map(lambda x: head_row(x, ""), fresh)
+    }
+    kept = [r for r in old.get("runs", []) if r["head"] == "flow"
+            and (r["head"], r["flow_method"], r["trainer"], r["seed"]) not in done]  # fmt: skip
+    flow = kept + [head_row(r, r["command"]) for r in fresh]
+    main_pair = RESULTS / "embedded_sync_vs_async.json"
+    gaussian = []
+    if (
+        main_pair.is_file()
+    ):  # the Gaussian head at the same budget: the main pair's runs, as that file has them
+        pair = json.loads(main_pair.read_text())
+        gaussian = [head_row(r, r.get("command") or pair["command"]) for r in pair["runs"]]
+    write_result("embedded_heads", {**run_provenance(fresh), "runs": flow + gaussian,
+                                    "summary": summarise_heads(flow + gaussian)})  # fmt: skip
+    import report
+
+    report.main()
+
+
+def summarise_heads(rows: list[dict]) -> dict:
+    out = {}
+    for key in dict.fromkeys((r["head"], r["flow_method"], r["trainer"]) for r in rows):
+        g = [r for r in rows if (r["head"], r["flow_method"], r["trainer"]) == key]
+        entry: dict = {"seeds": len(g), "env_steps_mean": round(statistics.mean(r["env_steps"] for r in g))}
+        for k in ("success_start", "success_final", "success_mean_over_evals"):
+            vals = [r[k] for r in g]
+            entry[f"{k}_mean"] = round(statistics.mean(vals), 4)
+            if len(vals) > 1:
+                entry[f"{k}_se"] = round(statistics.stdev(vals) / math.sqrt(len(vals)), 4)
+        out["/".join(x for x in key if x)] = entry
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -216,11 +287,21 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="run the off-policy ablation variants")
     ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
+    ap.add_argument("--heads", action="store_true", help="run the flow-head variants (embedded_heads.json)")
     args = ap.parse_args()
-    variants = args.variants or list(ABLATION if args.ablation else MAIN)
+    variants = args.variants or list(HEADS if args.heads else ABLATION if args.ablation else MAIN)
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", *sys.argv])
+    if any(v in HEADS for v in variants):
+        if not all(v in HEADS for v in variants):
+            ap.error(f"--variants mixes flow-head variants {sorted(HEADS)} with others; run them apart")
+        fresh = []
+        for s in args.seeds:  # seed-major: each seed's four runs land before the next seed starts
+            for v in variants:
+                fresh.append({**run_row(v, s, out, args.total_env_steps), "command": command})
+                write_heads(fresh)
+        return
     fresh = [
         {**run_row(v, s, out, args.total_env_steps), "command": command} for s in args.seeds for v in variants
     ]
