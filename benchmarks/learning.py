@@ -52,7 +52,7 @@ ABLATION = {
 # Gaussian rows of the same table are the main pair's (embedded_sync_vs_async.json), the same budget and seeds.
 HEADS = {
     f"flow_{method}_{trainer}": (
-        ["model=tiny_vla_flow", f"model.flow_method={method}", f"trainer={trainer}"],
+        ["model=tiny_vla_flow", f"model.flow_method=flow_{method}", f"trainer={trainer}"],
         None,
     )
     for method in ("sde", "noise")
