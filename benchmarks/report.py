@@ -506,6 +506,56 @@ def soak(lines: list[str]) -> None:
         ]
 
 
+def heads(lines: list[str]) -> None:
+    res = _load("embedded_heads")
+    if not res:
+        return
+    lines += ["## Learning by action head: the flow head (pi0-style) next to the Gaussian chunk head", ""]
+    lines += _provenance(res)
+    lines += ["The embedded task at the main job's budget, greedy success on held-out layouts. Flow rows: "
+              "`python benchmarks/learning.py --heads` (`model=tiny_vla_flow`, K = 5 denoising steps); Gaussian "
+              "rows: the main pair's runs (`python benchmarks/learning.py`, each with its commit). Mean ± s.e. over "
+              "seeds; per seed, success from the SFT start to the end.", "",
+              "| head | method | trainer | seeds | env steps | success start | success final | mean over evals | "
+              "per seed: start -> final |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    groups: dict[tuple, list[dict]] = {}
+    for r in res["runs"]:
+        groups.setdefault((r["head"], r["flow_method"] or "-", r["trainer"]), []).append(r)
+    for (head, method, trainer), g in sorted(groups.items()):
+        g = sorted(g, key=lambda r: r["seed"])
+        per_seed = ", ".join(f"s{r['seed']}: {r['success_start']:.2f} -> {r['success_final']:.2f}" for r in g)
+        lines.append(
+            f"| {head} | {method} | {trainer} | {len(g)} | {statistics.mean(r['env_steps'] for r in g):.0f} | "
+            f"{_mean_sd([r['success_start'] for r in g])} | {_mean_sd([r['success_final'] for r in g])} | "
+            f"{_mean_sd([r['success_mean_over_evals'] for r in g])} | {per_seed} |"
+        )
+    lines += ["", "(± is the standard deviation over seeds here.)", ""]
+
+
+def head_cost(lines: list[str]) -> None:
+    res = _load("head_cost")
+    if not res:
+        return
+    lines += ["## Cost of a decision by action head", ""]
+    for run in res["runs"]:
+        m = run["machine"]
+        lines += [f"- command: `{run['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores, GPU: "
+                  f"{m['gpu'] or 'none'}; measured on: {run['device']}",
+                  f"- date: {run['date']}, commit: {run['commit']}", "",
+                  "| head | act, batch 1 (ms) | act per decision, batch 16 (ms) | training pass per decision (ms) | "
+                  "vs Gaussian (act b1 / act b16 / train) | trace floats per decision |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in run["rows"]:
+            lines.append(
+                f"| {r['head']} | {r['act_ms_batch1']:.2f} | {r['act_ms_per_decision_batch16']:.3f} | "
+                f"{r['train_ms_per_decision']:.3f} | {r['act_ms_batch1_vs_gaussian']:.2f}x / "
+                f"{r['act_ms_per_decision_batch16_vs_gaussian']:.2f}x / {r['train_ms_per_decision_vs_gaussian']:.2f}x"
+                f" | {r['trace_floats_per_decision']} |"
+            )
+        lines.append("")
+
+
 def main() -> None:
     lines = [
         "# Benchmarks",
@@ -517,6 +567,8 @@ def main() -> None:
     ]
     task_card(lines)
     learning(lines)
+    heads(lines)
+    head_cost(lines)
     throughput(lines)
     throughput(lines, "libero_throughput")
     libero_render(lines)

@@ -171,3 +171,31 @@ def test_async_run_with_lora_publishes_only_adapters_and_heads(ray_session, smal
     published = [r["actor/published_mb"] for r in controller.run_log.history if "actor/published_mb" in r]
     size_mb = sum(v.numel() * v.element_size() for v in ckpt.values()) / 2**20
     assert published and abs(published[-1] - size_mb) < 1e-6
+
+
+@pytest.mark.parametrize("value_on", ["prefix", "expert"])
+@pytest.mark.parametrize("method", ["flow_sde", "flow_noise"])
+def test_the_flow_head_on_the_hf_backbone_agrees_between_act_and_evaluate(hf_dir, method, value_on):
+    torch.manual_seed(0)
+    policy = build_policy(_cfg(hf_dir, action_head="flow", flow_method=method, flow_value_on=value_on,
+                               flow_expert_width=32)).eval()  # fmt: skip
+    obs = _obs()
+    out = policy.act(obs)
+    assert out.trace.shape == (3, policy.trace_dim)
+    ev = policy.evaluate(obs, out.actions, out.trace)
+    torch.testing.assert_close(ev.log_prob, out.log_prob, rtol=0, atol=1e-4)
+    torch.testing.assert_close(ev.value, out.value, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_async_run_with_the_flow_head_on_an_hf_backbone_publishes_only_the_trainable_part(
+    ray_session, small_cfg, hf_dir
+):
+    summary, controller = _async_hf_run(small_cfg, hf_dir, action_head="flow", flow_expert_width=32)
+    assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
+    ckpt = load_checkpoint(summary["checkpoint"])["weights"]
+    assert any(k.startswith("head.field.") for k in ckpt) and not any(k.startswith("backbone.") for k in ckpt)
+    published = [r["actor/published_mb"] for r in controller.run_log.history if "actor/published_mb" in r]
+    size_mb = sum(v.numel() * v.element_size() for v in ckpt.values()) / 2**20
+    assert published and abs(published[-1] - size_mb) < 1e-6
+    print(f"flow on hf_vla: {len(ckpt)} trainable tensors published, {size_mb:.3f} MiB per version")

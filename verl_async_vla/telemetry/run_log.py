@@ -32,7 +32,8 @@ def source_commit(also: tuple[Path, ...] = ()) -> str:
                                cwd=here, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # a copy of the tree without git (a device machine): the caller may name the commit it was copied from
+        return os.environ.get("VLA_SOURCE_COMMIT", "unknown")
 
 
 def package_versions() -> dict[str, str]:
