@@ -30,7 +30,7 @@ INSTRUCTIONS = [
     "put the bowl on the plate",
     "touch the blue block",
 ]
-HEADS = [("gaussian", {}), ("discrete", {}), ("flow_sde", {"action_head": "flow", "flow_method": "flow_sde"}),
+HEADS = [("gaussian", {}), ("discrete", {"action_head": "discrete"}), ("flow_sde", {"action_head": "flow", "flow_method": "flow_sde"}),
          ("flow_noise", {"action_head": "flow", "flow_method": "flow_noise"})]  # fmt: skip
 
 

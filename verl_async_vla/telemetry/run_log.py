@@ -24,6 +24,10 @@ def source_commit(also: tuple[Path, ...] = ()) -> str:
     import subprocess
 
     here = Path(__file__).resolve().parents[1]
+    if os.environ.get(
+        "VLA_SOURCE_COMMIT"
+    ):  # a copy of the tree (a device machine) whose git state is not its own
+        return os.environ["VLA_SOURCE_COMMIT"]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
@@ -32,8 +36,7 @@ def source_commit(also: tuple[Path, ...] = ()) -> str:
                                cwd=here, capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
         return head.stdout.strip()[:12] + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        # a copy of the tree without git (a device machine): the caller may name the commit it was copied from
-        return os.environ.get("VLA_SOURCE_COMMIT", "unknown")
+        return "unknown"
 
 
 def package_versions() -> dict[str, str]:
