@@ -24,9 +24,8 @@ def source_commit(also: tuple[Path, ...] = ()) -> str:
     import subprocess
 
     here = Path(__file__).resolve().parents[1]
-    if os.environ.get(
-        "VLA_SOURCE_COMMIT"
-    ):  # a copy of the tree (a device machine) whose git state is not its own
+    # a copy of the tree (a device machine) whose git state is not its own: the caller names its commit
+    if os.environ.get("VLA_SOURCE_COMMIT"):
         return os.environ["VLA_SOURCE_COMMIT"]
     try:
         head = subprocess.run(
