@@ -105,8 +105,9 @@ class ModelConfig:
     init_log_std: float = -0.5
     # model.action_head=flow only (models/flow_head.py): K denoising steps, how RL gets log-probs, the expert
     flow_steps: int = 5
-    # flow_sde (one SDE step per decision) | flow_noise (learned noise every step)
-    flow_method: str = "flow_sde"
+    # flow_noise (learned noise every step) | flow_sde (one SDE step per decision). flow_noise is the default: on
+    # the embedded task it learned faster (seed 0, 120k env steps: greedy 0.59 against flow_sde's 0.39-0.44)
+    flow_method: str = "flow_noise"
     flow_noise_level: float = 0.5  # flow_sde's a in sigma_t = a sqrt(t / (1 - t))
     flow_sigma_min: float = 0.1  # flow_noise's learned std bounds
     flow_sigma_max: float = 0.5
