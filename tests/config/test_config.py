@@ -41,10 +41,10 @@ def test_discrete_model_group_switches_the_head():
 
 
 def test_flow_model_group_switches_the_head_and_keeps_the_flow_defaults():
-    m = validate(compose_cfg("model=tiny_vla_flow", "model.flow_method=flow_noise", "run_dir=/tmp/x")).model
+    m = validate(compose_cfg("model=tiny_vla_flow", "model.flow_method=flow_sde", "run_dir=/tmp/x")).model
     assert (m.action_head, m.flow_method, m.flow_steps, m.flow_value_on) == (
         "flow",
-        "flow_noise",
+        "flow_sde",
         5,
         "prefix",
     )
