@@ -531,6 +531,15 @@ def heads(lines: list[str]) -> None:
             f"{_mean_sd([r['success_mean_over_evals'] for r in g])} | {per_seed} |"
         )
     lines += ["", "(± is the standard deviation over seeds here.)", ""]
+    shuffled = [r for r in res["runs"] if "eval_instructions_shuffled" in r]
+    if shuffled:
+        lines += ["Instruction ablation of the flow rows' final checkpoints (greedy, the same held-out layouts; "
+                  f"`{shuffled[0]['eval_command']}`; chance, an instruction-blind policy, is 0.37):", "",
+                  "| method | trainer | seed | own instructions | shuffled instructions |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in sorted(shuffled, key=lambda r: (r["flow_method"], r["trainer"], r["seed"])):
+            lines.append(f"| {r['flow_method']} | {r['trainer']} | {r['seed']} | {r['eval_instructions_own']:.2f} | "
+                         f"{r['eval_instructions_shuffled']:.2f} |")  # fmt: skip
+        lines.append("")
 
 
 def head_cost(lines: list[str]) -> None:
