@@ -4,8 +4,9 @@ Any checkpoint directory that `AutoModelForImageTextToText` + `AutoProcessor` lo
 other image-text-to-text models with a processor) becomes a `VLAPolicy`, the way OpenVLA-OFT turns a VLM into a
 policy (Kim et al. 2025, "Fine-Tuning Vision-Language-Action Models", sec. 3): one forward pass over image +
 instruction, the hidden state of the prompt's last token, joined with a projection of the proprio state, is
-decoded in parallel into a whole action chunk (Gaussian or 256-bin head, models/heads.py), and a value head reads
-the same features.
+decoded in parallel into a whole action chunk (Gaussian, 256-bin or flow head, models/heads.py), and a value head
+reads the same features. With `model.action_head=flow model.flow_expert=pi0` the flow head's expert reads the VLM's
+KV cache itself, layer by layer, as pi0 does (models/pi0_expert.py).
 
 Only local directories are read (`local_files_only`): this project never downloads. What RL changes and what
 weights carry between workers is the trainable part: the heads and the proprio projection, plus the backbone
