@@ -260,7 +260,7 @@ def write_heads(fresh: list[dict]) -> None:
     ):  # the Gaussian head at the same budget: the main pair's runs, as that file has them
         pair = json.loads(main_pair.read_text())
         gaussian = [head_row(r, r.get("command") or pair["command"]) for r in pair["runs"]]
-    write_result("embedded_heads", {**run_provenance(fresh), "runs": flow + gaussian,
+    write_result("embedded_heads", {**run_provenance(flow + gaussian), "runs": flow + gaussian,
                                     "summary": summarise_heads(flow + gaussian)})  # fmt: skip
     import report
 

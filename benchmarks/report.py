@@ -514,8 +514,8 @@ def heads(lines: list[str]) -> None:
     lines += _provenance(res)
     lines += ["The embedded task at the main job's budget, greedy success on held-out layouts. Flow rows: "
               "`python benchmarks/learning.py --heads` (`model=tiny_vla_flow`, K = 5 denoising steps); Gaussian "
-              "rows: the main pair's runs (`python benchmarks/learning.py`, each with its commit). Mean ± s.e. over "
-              "seeds; per seed, success from the SFT start to the end.", "",
+              "rows: the main pair's runs (`python benchmarks/learning.py`; their commit is in the list above). Mean ± "
+              "standard deviation over seeds; per seed, success from the SFT start to the end.", "",
               "| head | method | trainer | seeds | env steps | success start | success final | mean over evals | "
               "per seed: start -> final |",
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -530,7 +530,7 @@ def heads(lines: list[str]) -> None:
             f"{_mean_sd([r['success_start'] for r in g])} | {_mean_sd([r['success_final'] for r in g])} | "
             f"{_mean_sd([r['success_mean_over_evals'] for r in g])} | {per_seed} |"
         )
-    lines += ["", "(± is the standard deviation over seeds here.)", ""]
+    lines.append("")
     shuffled = [r for r in res["runs"] if "eval_instructions_shuffled" in r]
     if shuffled:
         lines += ["Instruction ablation of the flow rows' final checkpoints (greedy, the same held-out layouts; "
