@@ -3,7 +3,7 @@
     python benchmarks/gpu_models.py          # needs a CUDA device; writes docs/results/gpu_models.json
 
 For the tiny VLA with every action head and for `hf_vla` on a generated tiny PaliGemma (float32 and bfloat16
-backbone, frozen and LoRA, Gaussian and flow heads): `act` then `evaluate` of the same samples under the same
+backbone, frozen and LoRA, Gaussian and flow heads, the flow head's MLP and pi0 experts): `act` then `evaluate` of the same samples under the same
 weights (on-policy the importance ratio must be 1: the largest |log pi - log mu| is reported), greedy actions
 repeatable, and a few SFT steps (the head's BC loss: flow matching for the flow head) lowering the loss. Only the
 models run here (no Ray, no simulator): the whole pipeline on a GPU is not covered by this check.
@@ -90,7 +90,8 @@ def main() -> None:
         hf_dir = str(write_tiny_paligemma(Path(tempfile.mkdtemp()) / "paligemma"))
         for dtype in ("float32", "bfloat16"):
             for lora in (0, 4):
-                for name, head in HEADS[:1] + HEADS[2:]:
+                pi0 = [(f"{n} (pi0 expert)", {**h, "flow_expert": "pi0"}) for n, h in HEADS[2:]]
+                for name, head in HEADS[:1] + HEADS[2:] + pi0:
                     cfg = ModelConfig(name="hf_vla", hf_path=hf_dir, image_size=32, hidden=32, device="cuda",
                                       hf_dtype=dtype, lora_rank=lora, flow_expert_width=32, **head)  # fmt: skip
                     rows.append({"model": f"hf_vla (tiny PaliGemma, {dtype}, lora_rank={lora})", "head": name,

@@ -4,6 +4,7 @@
     python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation, staleness 8 and 16
     python benchmarks/learning.py --seeds 0 --variants sync       # one run
     python benchmarks/learning.py --heads                         # the flow head: 3 seeds x {sde, noise} x trainers
+    python benchmarks/learning.py --heads-shuffled --out-dir D    # their final checkpoints, instructions shuffled
 
 Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (main pair under
 "runs", ablation under "off_policy_ablation"; variants not rerun keep their rows), docs/learning_sync_vs_async.png,
@@ -259,8 +260,36 @@ def write_heads(fresh: list[dict]) -> None:
     ):  # the Gaussian head at the same budget: the main pair's runs, as that file has them
         pair = json.loads(main_pair.read_text())
         gaussian = [head_row(r, r.get("command") or pair["command"]) for r in pair["runs"]]
-    write_result("embedded_heads", {**run_provenance(fresh), "runs": flow + gaussian,
+    write_result("embedded_heads", {**run_provenance(flow + gaussian), "runs": flow + gaussian,
                                     "summary": summarise_heads(flow + gaussian)})  # fmt: skip
+    import report
+
+    report.main()
+
+
+def shuffled_instructions(out: Path, episodes: int = 128) -> None:
+    """Each flow row's final checkpoint evaluated greedy on the same `episodes` held-out layouts twice: with its own
+    instructions and with every env told another env's (chance is what an instruction-blind policy gets, the task
+    card's 0.37). Added to the flow rows of embedded_heads.json; the runs are found under `out`."""
+    from verl_async_vla.eval import main as evaluate
+
+    path = RESULTS / "embedded_heads.json"
+    res = json.loads(path.read_text())
+    for r in res["runs"]:
+        if r["head"] != "flow":
+            continue
+        variant = f"flow_{r['flow_method'].removeprefix('flow_')}_{r['trainer']}"
+        ckpt = out / f"{variant}_seed{r['seed']}" / "checkpoints" / "final.safetensors"
+        if not ckpt.is_file():
+            print(f"  no checkpoint for {variant} seed {r['seed']} under {out}: not evaluated", flush=True)
+            continue
+        args = [str(ckpt), "--episodes", str(episodes)]
+        r["eval_instructions_own"] = evaluate(args)["success_rate"]
+        r["eval_instructions_shuffled"] = evaluate([*args, "--shuffle-instructions"])["success_rate"]
+        r["eval_command"] = f"verl-async-vla-eval {' '.join(args)} [--shuffle-instructions]"
+    res["shuffled_instructions_command"] = " ".join(["python", *sys.argv])
+    path.write_text(json.dumps(res, indent=2) + "\n")
+    print("wrote", path.relative_to(ROOT))
     import report
 
     report.main()
@@ -288,7 +317,13 @@ def main() -> None:
     ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
     ap.add_argument("--heads", action="store_true", help="run the flow-head variants (embedded_heads.json)")
+    ap.add_argument("--heads-shuffled", action="store_true",
+                    help="evaluate the flow rows' final checkpoints (under --out-dir) with shuffled instructions")  # fmt: skip
     args = ap.parse_args()
+    if args.heads_shuffled:
+        if not args.out_dir:
+            ap.error("--heads-shuffled needs the --out-dir the flow runs were made in")
+        return shuffled_instructions(Path(args.out_dir))
     variants = args.variants or list(HEADS if args.heads else ABLATION if args.ablation else MAIN)
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
     out.mkdir(parents=True, exist_ok=True)

@@ -514,8 +514,8 @@ def heads(lines: list[str]) -> None:
     lines += _provenance(res)
     lines += ["The embedded task at the main job's budget, greedy success on held-out layouts. Flow rows: "
               "`python benchmarks/learning.py --heads` (`model=tiny_vla_flow`, K = 5 denoising steps); Gaussian "
-              "rows: the main pair's runs (`python benchmarks/learning.py`, each with its commit). Mean ± s.e. over "
-              "seeds; per seed, success from the SFT start to the end.", "",
+              "rows: the main pair's runs (`python benchmarks/learning.py`; their commit is in the list above). Mean ± "
+              "standard deviation over seeds; per seed, success from the SFT start to the end.", "",
               "| head | method | trainer | seeds | env steps | success start | success final | mean over evals | "
               "per seed: start -> final |",
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -530,7 +530,16 @@ def heads(lines: list[str]) -> None:
             f"{_mean_sd([r['success_start'] for r in g])} | {_mean_sd([r['success_final'] for r in g])} | "
             f"{_mean_sd([r['success_mean_over_evals'] for r in g])} | {per_seed} |"
         )
-    lines += ["", "(± is the standard deviation over seeds here.)", ""]
+    lines.append("")
+    shuffled = [r for r in res["runs"] if "eval_instructions_shuffled" in r]
+    if shuffled:
+        lines += ["Instruction ablation of the flow rows' final checkpoints (greedy, the same held-out layouts; "
+                  f"`{shuffled[0]['eval_command']}`; chance, an instruction-blind policy, is 0.37):", "",
+                  "| method | trainer | seed | own instructions | shuffled instructions |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in sorted(shuffled, key=lambda r: (r["flow_method"], r["trainer"], r["seed"])):
+            lines.append(f"| {r['flow_method']} | {r['trainer']} | {r['seed']} | {r['eval_instructions_own']:.2f} | "
+                         f"{r['eval_instructions_shuffled']:.2f} |")  # fmt: skip
+        lines.append("")
 
 
 def head_cost(lines: list[str]) -> None:

@@ -193,6 +193,9 @@ def _check_flow(m: Any) -> None:
         )
     if m.flow_expert not in FLOW_EXPERTS:
         raise ValueError(f"model.flow_expert={m.flow_expert!r} is unknown; use one of {list(FLOW_EXPERTS)}.")
+    if m.flow_expert == "pi0" and m.name != "hf_vla":
+        raise ValueError("model.flow_expert=pi0 attends to a VLM's KV cache: use it with model.name=hf_vla "
+                         "(or model.flow_expert=mlp on the tiny VLA).")  # fmt: skip
     if m.flow_value_on not in FLOW_VALUE_ON:
         raise ValueError(
             f"model.flow_value_on={m.flow_value_on!r} is unknown; use one of {list(FLOW_VALUE_ON)}."

@@ -14,7 +14,8 @@ WORDS = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>", "\n"] + sorted(
 )
 
 
-def write_tiny_paligemma(path: str | Path, image_size: int = 32, patch: int = 8, seed: int = 0) -> Path:
+def write_tiny_paligemma(path: str | Path, image_size: int = 32, patch: int = 8, seed: int = 0,
+                         text_layers: int = 1) -> Path:  # fmt: skip
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -40,7 +41,7 @@ def write_tiny_paligemma(path: str | Path, image_size: int = 32, patch: int = 8,
     cfg = PaliGemmaConfig(
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                            image_size=image_size, patch_size=patch, projection_dim=32),
-        text_config=dict(model_type="gemma", hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        text_config=dict(model_type="gemma", hidden_size=32, intermediate_size=64, num_hidden_layers=text_layers,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, vocab_size=len(WORDS)),
         image_token_id=vocab["<image>"], vocab_size=len(WORDS), projection_dim=32,
     )  # fmt: skip

@@ -188,14 +188,17 @@ def test_the_flow_head_on_the_hf_backbone_agrees_between_act_and_evaluate(hf_dir
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("expert", ["mlp", "pi0"])
 def test_async_run_with_the_flow_head_on_an_hf_backbone_publishes_only_the_trainable_part(
-    ray_session, small_cfg, hf_dir
+    ray_session, small_cfg, hf_dir, expert
 ):
-    summary, controller = _async_hf_run(small_cfg, hf_dir, action_head="flow", flow_expert_width=32)
+    summary, controller = _async_hf_run(
+        small_cfg, hf_dir, action_head="flow", flow_expert=expert, flow_expert_width=32
+    )
     assert summary["policy_version"] >= 1 and summary["ledger"]["episodes_trained"] > 0
     ckpt = load_checkpoint(summary["checkpoint"])["weights"]
     assert any(k.startswith("head.field.") for k in ckpt) and not any(k.startswith("backbone.") for k in ckpt)
     published = [r["actor/published_mb"] for r in controller.run_log.history if "actor/published_mb" in r]
     size_mb = sum(v.numel() * v.element_size() for v in ckpt.values()) / 2**20
     assert published and abs(published[-1] - size_mb) < 1e-6
-    print(f"flow on hf_vla: {len(ckpt)} trainable tensors published, {size_mb:.3f} MiB per version")
+    print(f"flow ({expert} expert) on hf_vla: {len(ckpt)} trainable tensors, {size_mb:.3f} MiB per version")

@@ -112,7 +112,9 @@ class ModelConfig:
     flow_sigma_min: float = 0.1  # flow_noise's learned std bounds
     flow_sigma_max: float = 0.5
     flow_expert_width: int = 128  # the action expert's width
-    flow_expert: str = "mlp"  # mlp: an MLP on the policy's features (the only expert so far)
+    flow_expert: str = (
+        "mlp"  # mlp (an MLP on the policy's features) | pi0 (hf_vla: attends to the VLM's KV cache)
+    )
     flow_value_on: str = "prefix"  # prefix (pi0.5: value on the VLM features) | expert (pi0: on the expert's)
     checkpoint: str | None = None  # start weights; None = `init`
     init: str = (

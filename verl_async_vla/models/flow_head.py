@@ -26,7 +26,8 @@ from torch import nn
 from verl_async_vla.config.schema import ModelConfig
 
 FLOW_METHODS = ("flow_sde", "flow_noise")
-FLOW_EXPERTS = ("mlp",)  # the action expert: an MLP over the policy's features
+# the action expert: an MLP over the policy's features | pi0's layer-by-layer expert over the VLM's KV cache (hf_vla)
+FLOW_EXPERTS = ("mlp", "pi0")
 FLOW_VALUE_ON = ("prefix", "expert")  # the value head reads the VLM features (pi0.5) or the expert's (pi0)
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -4,8 +4,9 @@ Any checkpoint directory that `AutoModelForImageTextToText` + `AutoProcessor` lo
 other image-text-to-text models with a processor) becomes a `VLAPolicy`, the way OpenVLA-OFT turns a VLM into a
 policy (Kim et al. 2025, "Fine-Tuning Vision-Language-Action Models", sec. 3): one forward pass over image +
 instruction, the hidden state of the prompt's last token, joined with a projection of the proprio state, is
-decoded in parallel into a whole action chunk (Gaussian or 256-bin head, models/heads.py), and a value head reads
-the same features.
+decoded in parallel into a whole action chunk (Gaussian, 256-bin or flow head, models/heads.py), and a value head
+reads the same features. With `model.action_head=flow model.flow_expert=pi0` the flow head's expert reads the VLM's
+KV cache itself, layer by layer, as pi0 does (models/pi0_expert.py).
 
 Only local directories are read (`local_files_only`): this project never downloads. What RL changes and what
 weights carry between workers is the trainable part: the heads and the proprio projection, plus the backbone
@@ -97,14 +98,26 @@ class HFVLAPolicy(VLAPolicy):
         self.backbone.requires_grad_(cfg.hf_train_backbone)
         if cfg.lora_rank > 0:
             add_lora(self.backbone, cfg)
-        width = self.backbone.config.get_text_config().hidden_size
+        text = self.backbone.config.get_text_config()
+        width = text.hidden_size
         self.state_proj = nn.Linear(cfg.state_dim, cfg.hidden)
-        self.trunk = nn.Sequential(nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU())
+        # pi0's expert reads the VLM's KV cache itself; the other heads read a trunk over the pooled features
+        self.pi0 = cfg.action_head == "flow" and cfg.flow_expert == "pi0"
+        if not self.pi0:
+            self.trunk = nn.Sequential(nn.Linear(width + cfg.hidden, cfg.hidden), nn.GELU())
         # the flow head's value can read its expert (pi0) instead of the VLM features (pi0.5, the other heads)
         self.value_on_expert = cfg.action_head == "flow" and cfg.flow_value_on == "expert"
         critic_in = cfg.flow_expert_width if self.value_on_expert else width + cfg.hidden
         self.critic = nn.Sequential(nn.Linear(critic_in, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, 1))
-        self.head = build_head(cfg, cfg.hidden)
+        if self.pi0:
+            from verl_async_vla.models.flow_head import flow_head
+            from verl_async_vla.models.pi0_expert import Pi0ActionExpert
+
+            expert = Pi0ActionExpert(text, self._language_model().rotary_emb, cfg.flow_expert_width, cfg.chunk,
+                                     cfg.action_dim, cfg.state_dim)  # fmt: skip
+            self.head = flow_head(cfg, expert)
+        else:
+            self.head = build_head(cfg, cfg.hidden)
         self.trace_dim = self.head.trace_dim
         self.to(cfg.device)
 
@@ -127,38 +140,56 @@ class HFVLAPolicy(VLAPolicy):
         batch.pop("labels", None)
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def features(self, obs: PolicyObs) -> torch.Tensor:
+    def _language_model(self) -> nn.Module:
+        lm = getattr(self.backbone.model, "language_model", None)
+        if lm is None or not hasattr(lm, "rotary_emb") or not hasattr(lm, "layers"):
+            raise ValueError(
+                "model.flow_expert=pi0 needs a PaliGemma-class backbone (a rotary decoder at "
+                "backbone.model.language_model); use model.flow_expert=mlp with this checkpoint."
+            )
+        return lm
+
+    def _encode(self, obs: PolicyObs) -> tuple[torch.Tensor, object]:
+        """One VLM pass: the pooled features [last prompt token, state projection], and what the head reads (the
+        trunk over those features, or for pi0 the prefix's KV cache)."""
         inputs = self._inputs(obs)
         backbone_learns = self.cfg.hf_train_backbone or self.cfg.lora_rank > 0
         with torch.set_grad_enabled(torch.is_grad_enabled() and backbone_learns):
-            hidden = self.backbone.model(**inputs).last_hidden_state
+            out = self.backbone.model(**inputs, use_cache=self.pi0)
+        hidden = out.last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         token = hidden[rows, last_token_index(inputs["attention_mask"])].float()
-        state = self.state_proj(obs.state.float().to(self.device))
-        return torch.cat([token, state], dim=-1)
+        state = obs.state.float().to(self.device)
+        f = torch.cat([token, self.state_proj(state)], dim=-1)
+        if not self.pi0:
+            return f, self.trunk(f)
+        from verl_async_vla.models.pi0_expert import prefix_from_cache
+
+        return f, prefix_from_cache(out.past_key_values, inputs["attention_mask"], state)
+
+    def features(self, obs: PolicyObs) -> torch.Tensor:
+        return self._encode(obs)[0]
 
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
-        f = self.features(obs)
-        h = self.trunk(f)
-        actions, log_prob, trace = self.head.sample(h, deterministic)
+        f, cond = self._encode(obs)
+        actions, log_prob, trace = self.head.sample(cond, deterministic)
         return ActOutput(
-            actions.cpu(), log_prob.cpu(), self.value(f, h).cpu(), None if trace is None else trace.cpu()
+            actions.cpu(), log_prob.cpu(), self.value(f, cond).cpu(), None if trace is None else trace.cpu()
         )
 
     def evaluate(
         self, obs: PolicyObs, actions: torch.Tensor, trace: torch.Tensor | None = None
     ) -> EvalOutput:
-        f = self.features(obs)
-        h = self.trunk(f)
+        f, cond = self._encode(obs)
         trace = None if trace is None else trace.to(self.device)
-        log_prob, entropy = self.head.evaluate(h, actions.to(self.device), trace)
-        return EvalOutput(log_prob.cpu(), entropy.cpu(), self.value(f, h).cpu())
+        log_prob, entropy = self.head.evaluate(cond, actions.to(self.device), trace)
+        return EvalOutput(log_prob.cpu(), entropy.cpu(), self.value(f, cond).cpu())
 
-    def value(self, f: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.critic(self.head.expert_features(h) if self.value_on_expert else f).squeeze(-1)
+    def value(self, f: torch.Tensor, cond: object) -> torch.Tensor:
+        return self.critic(self.head.expert_features(cond) if self.value_on_expert else f).squeeze(-1)
 
     def bc_loss(self, obs: PolicyObs, actions: torch.Tensor) -> torch.Tensor:
-        return self.head.bc_loss(self.trunk(self.features(obs)), actions.to(self.device)).cpu()
+        return self.head.bc_loss(self._encode(obs)[1], actions.to(self.device)).cpu()
 
     def shipped_names(self) -> set[str]:
         """The trainable part only: a frozen multi-GB backbone is never shipped between workers."""
@@ -167,7 +198,7 @@ class HFVLAPolicy(VLAPolicy):
     def fsdp_units(self) -> list[nn.Module]:
         # the backbone's parts apart from the float32 heads (a unit holds one dtype); its `.model` runs as a whole
         return [m for m in self.backbone.children() if any(True for _ in m.parameters())] + [
-            self.state_proj, self.trunk, self.critic,
+            self.state_proj, *([] if self.pi0 else [self.trunk]), self.critic,
         ]  # fmt: skip
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
