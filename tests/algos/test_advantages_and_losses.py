@@ -35,6 +35,17 @@ def test_gae_stops_at_episode_end():
     torch.testing.assert_close(ret[0, :2], torch.tensor([0.536 + 0.5, -0.2 + 0.2]))
 
 
+@pytest.mark.parametrize("estimator", ["gae", "vtrace"])
+def test_a_batch_of_one_decision_trains_with_zero_advantage_and_its_return(estimator):
+    """Drop mode can leave a batch with one valid decision: whitening one value is undefined (verl raises)."""
+    cfg = AlgoConfig(adv_estimator=estimator, gamma=0.9, lam=1.0)
+    r, v = torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[0.4, 0.0], [0.0, 0.0]])
+    mask = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    adv, ret = compute_advantages(cfg, r, v, mask, torch.zeros(2, 2))
+    assert adv.shape == (2, 2) and torch.isfinite(adv).all() and (adv == 0).all()
+    assert ret[0, 0].item() == pytest.approx(1.0)
+
+
 def test_vtrace_is_looked_up_like_any_estimator_and_whitened():
     cfg = AlgoConfig(adv_estimator="vtrace", off_policy="vtrace", gamma=0.9, is_cap=1.0)
     r, v = torch.tensor([[1.0, 0.0, 2.0, 0.0]]), torch.tensor([[0.5, 0.2, 0.1, 0.0]])

@@ -39,6 +39,12 @@ def compute_advantages(cfg: AlgoConfig, rewards: torch.Tensor, values: torch.Ten
     if args is None:
         raise ValueError(f"algo.adv_estimator={cfg.adv_estimator!r} is not supported; use one of "
                          f"{sorted(ESTIMATOR_ARGS)}.")  # fmt: skip
+    if int((mask > 0).sum()) == 1:
+        # a batch of one decision (drop mode can leave one): whitening it is undefined (verl raises), and centred its
+        # advantage is 0; estimate on the row twice, which whitens to exactly that, and keep the returns
+        n = rewards.shape[0]
+        adv, returns = compute_advantages(cfg, *(x.repeat(2, 1) for x in (rewards, values, mask, log_rho)))
+        return adv[:n] * mask, returns[:n]
     fn = get_adv_estimator_fn(cfg.adv_estimator)
     adv, returns = fn(token_level_rewards=rewards, values=values, response_mask=mask, **args(cfg, log_rho))
     if cfg.adv_estimator in WHITEN_AFTER:
