@@ -141,9 +141,14 @@ def plot_ablation(runs: list[dict], path: Path) -> None:
 
 
 def run_row(variant: str, seed: int, out: Path, budget_override: int | None) -> dict:
-    run_dir = out / f"{variant}_seed{seed}"
     overrides, budget = VARIANTS[variant]
-    budget = budget_override or budget
+    return learning_row(variant, overrides, seed, out, budget_override or budget)
+
+
+def learning_row(variant: str, overrides: list[str], seed: int, out: Path, budget: int | None) -> dict:
+    """One learning run (`overrides`, `seed`, `budget` env steps; None: the config's) under `out/<variant>_seed<s>`,
+    reused when this code already finished it; -> its row (success, learning speed, lag, provenance, curve)."""
+    run_dir = out / f"{variant}_seed{seed}"
     summary = reusable_summary(run_dir)  # resume: a finished run of this code is not repeated
     if summary is None:
         summary = run_main(

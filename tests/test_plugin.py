@@ -15,7 +15,8 @@ def test_import_verl_loads_the_plugin_and_registers_quietly():
         "import sys, verl\n"
         "assert 'verl_async_vla.plugin' in sys.modules, 'plugin not loaded by import verl'\n"
         "from verl.trainer.ppo import core_algos as c\n"
-        "assert 'vtrace' in c.ADV_ESTIMATOR_REGISTRY and 'decoupled_ppo' in c.POLICY_LOSS_REGISTRY\n"
+        "assert 'vtrace' in c.ADV_ESTIMATOR_REGISTRY\n"
+        "assert {'decoupled_ppo', 'gipo', 'm2po', 'topr'} <= set(c.POLICY_LOSS_REGISTRY)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -36,7 +37,7 @@ def test_register_is_idempotent_and_reports_what_it_added():
     assert (
         plugin.register()
         == plugin.register()
-        == {"policy_loss": ["decoupled_ppo"], "adv_estimator": ["vtrace"]}
+        == {"policy_loss": ["decoupled_ppo", "gipo", "m2po", "topr"], "adv_estimator": ["vtrace"]}
     )
     assert set(plugin.ROLE_WORKERS) == {"env", "rollout", "actor"}
 

@@ -73,19 +73,21 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
         )
     a = run.algo
-    from verl_async_vla.algos.off_policy import OFF_POLICY_MODES
-
-    if a.off_policy not in OFF_POLICY_MODES:
-        raise ValueError(f"algo.off_policy={a.off_policy!r} is unknown; use one of {OFF_POLICY_MODES}.")
-    if a.off_policy == "decoupled_ppo":
-        a.policy_loss = "decoupled_ppo"  # the correction and its loss come as a pair
     from verl_async_vla.algos.advantages import ESTIMATOR_ARGS
+    from verl_async_vla.algos.off_policy import get_correction
 
-    if a.off_policy == "vtrace":
-        a.adv_estimator = "vtrace"  # the V-trace correction is an estimator: the two come as a pair
+    correction = get_correction(a.off_policy)
+    if correction.policy_loss:  # a correction and its loss come as a pair
+        a.policy_loss = correction.policy_loss
+    if correction.adv_estimator:  # the V-trace correction is an estimator: the two come as a pair
+        a.adv_estimator = correction.adv_estimator
     elif a.adv_estimator == "vtrace":
         raise ValueError(f"algo.adv_estimator=vtrace needs its correction: set algo.off_policy=vtrace (it selects "
                          f"the V-trace estimator), not algo.off_policy={a.off_policy!r}.")  # fmt: skip
+    if a.gipo_sigma <= 0 or a.m2_threshold <= 0:
+        raise ValueError(
+            f"algo.gipo_sigma={a.gipo_sigma} and algo.m2_threshold={a.m2_threshold} must be > 0."
+        )
     if a.adv_estimator not in ESTIMATOR_ARGS:
         raise ValueError(f"algo.adv_estimator={a.adv_estimator!r} is not supported: the trainers feed estimators "
                          f"that bootstrap from the value head ({sorted(ESTIMATOR_ARGS)}); outcome-only ones "
@@ -110,6 +112,11 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         raise ValueError(f"trainer.stale_policy={t.stale_policy!r} is unknown; use one of {STALE_POLICIES}.")
     if t.max_staleness < 0:
         raise ValueError(f"trainer.max_staleness={t.max_staleness} must be >= 0 (policy versions).")
+    if t.publish_lag and (t.name != "async_vla" or not 0 < t.publish_lag < t.max_staleness):
+        # at lag >= S every sample would be due in the very update after it starts: the actor would wait on all
+        # open episodes every time (pause) or drop them (drop)
+        raise ValueError(f"trainer.publish_lag={t.publish_lag} (an ablation's forced lag) needs trainer=async_vla and "
+                         f"0 <= publish_lag < trainer.max_staleness={t.max_staleness}.")  # fmt: skip
     if t.max_batch < 1 or t.max_wait_ms < 0:
         raise ValueError("trainer.max_batch must be >= 1 and trainer.max_wait_ms >= 0.")
     if t.actor_workers < 1 or (t.actor_workers > 1 and t.placement != "disaggregated"):

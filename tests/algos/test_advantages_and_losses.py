@@ -7,11 +7,8 @@ import torch
 
 from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
-from verl_async_vla.algos.off_policy import (
-    compute_policy_loss_decoupled_ppo,
-    compute_vtrace_advantage_return,
-    truncated_is_weights,
-)
+from verl_async_vla.algos.off_policy import compute_vtrace_advantage_return, truncated_is_weights
+from verl_async_vla.algos.policy_losses import compute_policy_loss_decoupled_ppo
 from verl_async_vla.config.schema import AlgoConfig
 
 
@@ -120,7 +117,7 @@ def test_vtrace_on_policy_is_the_discounted_return_and_respects_the_mask():
 
 
 def test_truncated_is_weights_cap():
-    w = truncated_is_weights(torch.log(torch.tensor([4.0, 0.5])), torch.zeros(2), cap=2.0)
+    w = truncated_is_weights(torch.log(torch.tensor([4.0, 0.5])), torch.zeros(2), AlgoConfig(is_cap=2.0))
     torch.testing.assert_close(w, torch.tensor([2.0, 0.5]))
 
 
@@ -139,12 +136,15 @@ def test_decoupled_ppo_weights_the_proximal_surrogate():
         compute_policy_loss_decoupled_ppo(prox, new, adv, torch.ones(1, 2), "token-mean", Cfg(), None)
 
 
+# mu = (0.5, 0.25), pi_prox = (0.25, 1.0): pi_prox/mu = (0.5, 4.0), C = 2
 @pytest.mark.parametrize(
-    "mode, old_is, has_weights",
-    [("none", "prox", False), ("behaviour_ppo", "mu", False), ("tis", "prox", True), ("decoupled_ppo", "prox", True),
-     ("vtrace", "prox", False)],
+    "mode, old_is, weights",
+    [("none", "prox", None), ("behaviour_ppo", "mu", None), ("tis", "prox", [0.5, 2.0]),
+     ("decoupled_ppo", "prox", [0.5, 0.0]), ("vtrace", "prox", None), ("gipo", "mu", None), ("m2po", "mu", None),
+     ("topr", "mu", None)],
 )  # fmt: skip
-def test_correction_modes_pick_the_reference_policy_and_weights(mode, old_is, has_weights):
+def test_correction_modes_pick_the_reference_policy_and_weights(mode, old_is, weights):
+    """tis truncates the weight 4.0 to C; decoupled_ppo leaves that sample out (weight 0), as AReaL does."""
     from verl_async_vla.algos.off_policy import correction_inputs
 
     mu = torch.log(torch.tensor([[0.5, 0.25]]))
@@ -152,7 +152,7 @@ def test_correction_modes_pick_the_reference_policy_and_weights(mode, old_is, ha
     inputs = correction_inputs(AlgoConfig(off_policy=mode, is_cap=2.0), mu, prox, torch.ones(1, 2))
     torch.testing.assert_close(inputs.old_log_prob, prox if old_is == "prox" else mu)
     torch.testing.assert_close(inputs.log_rho, prox - mu)
-    if has_weights:
-        torch.testing.assert_close(inputs.is_weights, torch.tensor([[0.5, 2.0]]))  # 4.0 truncated to C = 2
-    else:
+    if weights is None:
         assert inputs.is_weights is None
+    else:
+        torch.testing.assert_close(inputs.is_weights, torch.tensor([weights]))

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from verl_async_vla.envs.embedded import EmbeddedReachShard
+from verl_async_vla.envs.embedded.reach import COLOURS
 
 
 def rollout_expert(shard, episodes, ignore_instruction=False):
@@ -81,3 +82,23 @@ def test_expert_solves_the_task_and_instruction_blind_policy_is_near_chance():
     assert rollout_expert(shard, 48) > 0.95
     blind = rollout_expert(shard, 96, ignore_instruction=True)
     assert 0.2 < blind < 0.6  # reaching one fixed cube: ~1/3 plus incidental touches on the way
+
+
+def test_the_hard_variant_has_five_cubes_named_by_its_instructions_and_lower_chance():
+    """env=embedded_reach_hard (env.reach.cubes=5): every colour on the table is asked for, the expert still
+    solves it, and an instruction-blind policy does worse than on 3 cubes (chance ~1/5 plus touches)."""
+    shard = EmbeddedReachShard(8, image_size=32, seed=11, cubes=5)
+    colours = set()
+    for _ in range(6):
+        obs = shard.reset(np.arange(8))
+        colours |= {w for text in obs.instruction for w in text.split() if w in COLOURS}
+    assert colours == set(COLOURS)
+    assert len(shard.envs[0].cube_qpos) == 5
+    assert rollout_expert(shard, 48) > 0.95
+    assert rollout_expert(shard, 96, ignore_instruction=True) < 0.35
+
+
+@pytest.mark.parametrize("cubes", [2, 6])
+def test_a_cube_count_out_of_range_names_the_key(cubes):
+    with pytest.raises(ValueError, match="env.reach.cubes"):
+        EmbeddedReachShard(2, image_size=32, cubes=cubes)

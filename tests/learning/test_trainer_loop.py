@@ -95,18 +95,21 @@ class Producers:
                 self.episodes[env] = self._new(env)
 
 
-def run(learner, policy, max_staleness, updates=8, slow=40):
+def run(learner, policy, max_staleness, updates=8, slow=40, publish_lag=0, min_lags=None):
     peers = FakePeers()
     lags = []  # counted at the update itself, apart from the learner's own lag metric
 
     def update(batch):
         mask = batch.batch["mask"] > 0
-        lags.append(int((learner.version - batch.batch["policy_version"][mask]).max()))
+        lag = learner.version - batch.batch["policy_version"][mask]
+        lags.append(int(lag.max()))
+        if min_lags is not None:
+            min_lags.append(int(lag.min()))
         return learner.update(batch)
 
-    loop = TrainerLoop(
-        learner, peers, learner.algo.train_batch_episodes, max_staleness, policy, update=update
-    )
+    loop = TrainerLoop(learner, peers, learner.algo.train_batch_episodes, max_staleness, policy, update=update,
+                       publish_lag=publish_lag)  # fmt: skip
+    run.loop = loop
     producers = Producers(peers, loop, slow=slow)
     deadline, t = time.monotonic() + 300.0, 0  # generous: on a loaded machine the straggler waits stretch
     while learner.version < updates and time.monotonic() < deadline:
@@ -133,6 +136,28 @@ def test_without_waiting_for_stragglers_the_bound_breaks(learner, monkeypatch):
     monkeypatch.setattr(TrainerLoop, "_stragglers_done", lambda self: True)
     lags, _, _, _ = run(learner, "pause", max_staleness=1)
     assert max(lags) > 1, lags
+
+
+def test_a_publication_lag_forces_every_sample_that_stale_within_the_bound(learner):
+    """The ablation's forced lag: version u reaches the rollouts only once u + 2 exists, so once the first versions
+    are out no decision is trained fresher than 2 versions, and none staler than the bound; evaluation's snapshot
+    is still the newest."""
+    min_lags = []
+    lags, report, peers, _ = run(
+        learner, "pause", max_staleness=4, updates=10, publish_lag=2, min_lags=min_lags
+    )
+    assert learner.version >= 10 and max(lags) <= 4, lags
+    # updates 0-2 train on version-0 samples, fresher than 2 by construction; from then on the lag is forced
+    assert min(min_lags[4:]) >= 2, min_lags
+    assert peers.published[-1] == learner.version - 2
+    assert run.loop.newest()[1] == learner.version
+
+
+def test_without_the_lag_samples_arrive_fresher(learner):
+    # the check above can fail: the same producers with no publication lag train samples of lag 0 or 1
+    min_lags = []
+    run(learner, "pause", max_staleness=4, updates=10, min_lags=min_lags)
+    assert min(min_lags[4:]) < 2, min_lags
 
 
 def test_drop_mode_never_waits_and_counts_what_it_drops(learner):

@@ -24,6 +24,8 @@ def _actor_view(cfg: AlgoConfig) -> Any:
             "clip_ratio_c": cfg.clip_ratio_c,
             "loss_agg_mode": cfg.loss_agg_mode,
             "global_batch_info": {},
+            "gipo_sigma": cfg.gipo_sigma,  # this plugin's losses (algos/policy_losses.py)
+            "m2_threshold": cfg.m2_threshold,
         }
     )
 

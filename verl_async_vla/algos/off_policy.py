@@ -1,33 +1,93 @@
-"""Off-policy corrections for samples produced by an older policy version (behaviour policy mu).
+"""Off-policy corrections for samples produced by an older policy version (behaviour policy mu), by name.
 
-Registered into verl's registries by the plugin and looked up there like any verl built-in: `algo.off_policy=
-decoupled_ppo` selects the decoupled loss, `algo.off_policy=vtrace` the V-trace estimator (`algo.adv_estimator`
-follows it; validate.py refuses `adv_estimator=vtrace` without it, naming the fix). Tensors are (B, T): episode rows, decision columns, `mask` after the end.
+`algo.off_policy=<name>` picks one entry of `CORRECTIONS`: which log-probs the loss's ratio is taken against (the
+proximal policy pi_prox, the weights the update starts from, recomputed for every sample; or mu, the log-probs the
+sample came with), the per-decision weights on the policy loss, and the registered loss or advantage estimator it
+comes with (validate.py sets `algo.policy_loss` / `algo.adv_estimator` from it). The losses are in
+algos/policy_losses.py and V-trace below, each registered into verl's registries and looked up there like any verl
+built-in. Tensors are (B, T): episode rows, decision columns, `mask` after the end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from verl.trainer.ppo.core_algos import agg_loss, register_adv_est, register_policy_loss
+from verl.trainer.ppo.core_algos import register_adv_est
 
+from verl_async_vla.algos import policy_losses  # noqa: F401  (registers the losses the corrections name)
 from verl_async_vla.config.schema import AlgoConfig
 
-# none: PPO against the proximal policy, mu ignored (what a trainer that recomputes old log-probs does with stale
-#       data, e.g. verl's default actor flow): the decoupling alone, no IS weights
-# behaviour_ppo: PPO ratio and clip centred on mu, the log-probs the samples came with: correction off (a standard
-#       PPO trainer fed stale rollouts; AReaL's "naive PPO", Fu et al. 2025). Degrades with lag (docs/benchmarks.md).
-# tis: PPO against the proximal policy, times truncated IS weights min(pi_prox/mu, C)
-# decoupled_ppo: Hilton et al. 2021 (same inputs, its own registered loss)
-# vtrace: V-trace advantages and targets (Espeholt et al. 2018) + PPO against the proximal policy
-OFF_POLICY_MODES = ("none", "behaviour_ppo", "tis", "decoupled_ppo", "vtrace")
+# (log pi_prox, log mu, algo config) -> per-decision weights on the policy loss
+Weights = Callable[[torch.Tensor, torch.Tensor, AlgoConfig], torch.Tensor]
+
+
+def truncated_is_weights(proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cfg: AlgoConfig
+                         ) -> torch.Tensor:  # fmt: skip
+    """w = min(pi_prox / mu, C): truncated importance sampling (Ionides 2008; Espeholt et al. 2018, rho-bar)."""
+    return torch.exp(proximal_log_prob - behaviour_log_prob).clamp(max=cfg.is_cap).detach()
+
+
+def capped_is_weights(proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cfg: AlgoConfig
+                      ) -> torch.Tensor:  # fmt: skip
+    """w = pi_prox / mu where it is <= C, else 0: the sample is left out rather than truncated (AReaL's
+    `behav_imp_weight_cap`, Fu et al. 2025; RLinf drops such samples the same way)."""
+    w = torch.exp(proximal_log_prob - behaviour_log_prob).detach()
+    return torch.where(w <= cfg.is_cap, w, torch.zeros_like(w))
+
+
+@dataclass(frozen=True)
+class Correction:
+    centre: str  # "proximal" | "behaviour": what the loss's ratio pi_theta / old is taken against
+    weights: Weights | None = None
+    policy_loss: str | None = (
+        None  # the registered loss it comes with; None: `algo.policy_loss` (vanilla PPO)
+    )
+    adv_estimator: str | None = None  # the registered estimator it comes with; None: `algo.adv_estimator`
+    about: str = ""
+
+
+CORRECTIONS: dict[str, Correction] = {
+    # what a trainer that recomputes old log-probs does with stale data (verl's default actor flow): the decoupling
+    "none": Correction(
+        "proximal", about="PPO against pi_prox, mu ignored: the decoupling alone, no IS weights"
+    ),
+    # a standard PPO trainer fed stale rollouts (AReaL's "naive PPO", Fu et al. 2025): correction off
+    "behaviour_ppo": Correction("behaviour", about="PPO ratio and clip centred on mu: correction off"),
+    "tis": Correction("proximal", truncated_is_weights, about="PPO against pi_prox x min(pi_prox/mu, C)"),
+    "decoupled_ppo": Correction(
+        "proximal",
+        capped_is_weights,
+        policy_loss="decoupled_ppo",
+        about="Hilton et al. 2021; pi_prox/mu above C left out (AReaL, RLinf)",
+    ),  # fmt: skip
+    "vtrace": Correction(
+        "proximal", adv_estimator="vtrace", about="V-trace advantages (Espeholt et al. 2018)"
+    ),
+    "gipo": Correction(
+        "behaviour", policy_loss="gipo", about="Gaussian-damped ratio to mu, no clip (AcceRL)"
+    ),
+    "m2po": Correction(
+        "behaviour", policy_loss="m2po", about="ratio to mu, second-moment mask (Zheng et al. 2025)"
+    ),
+    "topr": Correction(
+        "behaviour", policy_loss="topr", about="tapered off-policy REINFORCE (Le Roux et al. 2025)"
+    ),
+}
+OFF_POLICY_MODES = tuple(CORRECTIONS)
+
+
+def get_correction(name: str) -> Correction:
+    if name not in CORRECTIONS:
+        raise ValueError(f"algo.off_policy={name!r} is unknown; use one of {OFF_POLICY_MODES}.")
+    return CORRECTIONS[name]
 
 
 @dataclass
 class CorrectionInputs:
-    old_log_prob: torch.Tensor  # the policy the PPO ratio is taken against
+    old_log_prob: torch.Tensor  # the policy the loss's ratio is taken against
     is_weights: torch.Tensor | None  # per-decision weights on the policy loss
     log_rho: torch.Tensor  # log pi_prox - log mu, masked
 
@@ -35,55 +95,10 @@ class CorrectionInputs:
 def correction_inputs(
     cfg: AlgoConfig, behaviour_log_prob: torch.Tensor, proximal_log_prob: torch.Tensor, mask: torch.Tensor
 ) -> CorrectionInputs:
-    log_rho = (proximal_log_prob - behaviour_log_prob) * mask
-    if cfg.off_policy == "none":
-        return CorrectionInputs(proximal_log_prob, None, log_rho)
-    if cfg.off_policy == "behaviour_ppo":
-        return CorrectionInputs(behaviour_log_prob, None, log_rho)
-    if cfg.off_policy in ("tis", "decoupled_ppo"):
-        return CorrectionInputs(
-            proximal_log_prob,
-            truncated_is_weights(proximal_log_prob, behaviour_log_prob, cfg.is_cap),
-            log_rho,
-        )
-    if cfg.off_policy == "vtrace":  # the IS correction lives in the advantages
-        return CorrectionInputs(proximal_log_prob, None, log_rho)
-    raise ValueError(f"algo.off_policy={cfg.off_policy!r} is unknown; choose one of {OFF_POLICY_MODES}.")
-
-
-def truncated_is_weights(
-    proximal_log_prob: torch.Tensor, behaviour_log_prob: torch.Tensor, cap: float
-) -> torch.Tensor:
-    """w = min(pi_prox / mu, C): truncated importance sampling (Ionides 2008; Espeholt et al. 2018, rho-bar)."""
-    return torch.exp(proximal_log_prob - behaviour_log_prob).clamp(max=cap).detach()
-
-
-@register_policy_loss("decoupled_ppo")
-def compute_policy_loss_decoupled_ppo(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    loss_agg_mode: str = "token-mean",
-    config: Any = None,
-    rollout_is_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Decoupled PPO (Hilton et al. 2021, Batch size-invariance for policy optimization, eq. 2):
-    L = -E_mu[ (pi_prox/mu) * min(r A, clip(r, 1-eps, 1+eps) A) ],  r = pi_theta / pi_prox.
-    `old_log_prob` is the proximal policy's; `rollout_is_weights` carries pi_prox/mu (truncated upstream)."""
-    if rollout_is_weights is None:
-        raise ValueError(
-            "decoupled_ppo needs rollout_is_weights = pi_prox/mu; the ActorWorker computes them."
-        )
-    eps = float(config.clip_ratio) if config is not None else 0.2
-    ratio = torch.exp((log_prob - old_log_prob).clamp(-20.0, 20.0))
-    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1.0 - eps, 1.0 + eps) * advantages)
-    loss = agg_loss(-rollout_is_weights * surrogate, response_mask, loss_agg_mode)
-    clipfrac = ((ratio - 1.0).abs() > eps).float().mul(response_mask).sum() / response_mask.sum().clamp(min=1)
-    return loss, {
-        "actor/pg_clipfrac": clipfrac.item(),
-        "actor/is_weight_mean": rollout_is_weights[response_mask > 0].mean().item(),
-    }
+    c = get_correction(cfg.off_policy)
+    old = proximal_log_prob if c.centre == "proximal" else behaviour_log_prob
+    weights = None if c.weights is None else c.weights(proximal_log_prob, behaviour_log_prob, cfg) * mask
+    return CorrectionInputs(old, weights, (proximal_log_prob - behaviour_log_prob) * mask)
 
 
 @register_adv_est("vtrace")

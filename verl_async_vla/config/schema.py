@@ -46,6 +46,13 @@ class EmulatedConfig:
 
 
 @dataclass
+class ReachConfig:
+    """The embedded colour-reach task (envs/embedded/reach.py)."""
+
+    cubes: int = 3  # 3-5 coloured cubes on the table, the instruction names one (5: env=embedded_reach_hard)
+
+
+@dataclass
 class FaultInjectionConfig:
     """FAULT INJECTION ONLY (tests and the soak run, envs/wrappers.py): make one env misbehave on purpose."""
 
@@ -83,6 +90,7 @@ class EnvConfig:
     image_size: int = 64
     max_episode_steps: int = 40  # control steps
     latency: str = "none"  # none | uniform | longtail: injected simulator timing (envs/wrappers.py)
+    reach: ReachConfig = field(default_factory=ReachConfig)
     libero: LiberoConfig = field(default_factory=LiberoConfig)
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
@@ -166,8 +174,14 @@ class AlgoConfig:
     minibatch_size: int = 128
     max_grad_norm: float = 0.5
     train_batch_episodes: int = 64  # episodes per optimizer round (one policy version)
-    off_policy: str = "tis"  # none | behaviour_ppo | tis | decoupled_ppo | vtrace  (algos/off_policy.py)
-    is_cap: float = 2.0  # C in min(pi_prox/mu, C); rho-bar = c-bar for V-trace
+    # none | behaviour_ppo | tis | decoupled_ppo | vtrace | gipo | m2po | topr  (algos/off_policy.py: CORRECTIONS)
+    off_policy: str = "tis"
+    # C: tis truncates pi_prox/mu at it, decoupled_ppo leaves out a sample above it; V-trace's rho-bar = c-bar
+    is_cap: float = 2.0
+    gipo_sigma: float = 0.5  # gipo: width of the Gaussian damping in log-ratio (AcceRL's default)
+    m2_threshold: float = (
+        0.04  # m2po: tau_M2, the second moment of the log-ratio the kept decisions may reach
+    )
 
 
 WEIGHT_TRANSPORTS = ("object_store", "collective")  # trainer.weight_sync (learning/weight_plane.py)
@@ -223,6 +237,9 @@ class TrainerConfig:
     # longtail (392 vs 372). (With a Ray call per request, 3 ms had won: each call cost more than the wait.)
     max_wait_ms: float = 0.0
     max_staleness: int = 1  # versions
+    # ABLATION ONLY (benchmarks/off_policy_ablation.py): the rollout workers act with weights this many versions
+    # behind the actor's newest, so every sample is at least that stale (a forced lag); < max_staleness
+    publish_lag: int = 0
     stale_policy: str = "pause"  # pause producers | drop stale episodes (counted)
     ray_address: str | None = None  # None starts a local Ray instance
 

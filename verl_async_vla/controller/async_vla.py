@@ -50,7 +50,7 @@ class AsyncVLAController(Controller):
         authkey = os.urandom(16)  # the request channel's secret (sampling/request_channel.py)
         addresses = ray.get([r.start_serving.remote(t.max_batch, t.max_wait_ms, authkey) for r in rollouts])
         train = TrainPlane(rollouts, envs, self.gate, t.max_staleness, t.stale_policy, t.weight_sync,
-                           int(t.weight_bucket_mb * 2**20))  # fmt: skip
+                           int(t.weight_bucket_mb * 2**20), t.publish_lag)  # fmt: skip
         ray.get(actor.start_stream.remote(train))
         stream = StreamPlane(addresses, authkey, actor, self.gate, self.horizon)
         ray.get([e.start_stream.remote(stream) for e in envs])

@@ -1,6 +1,7 @@
 """Held-out evaluation on its own env and rollout workers, with a weight snapshot.
 
-It measures the actor's latest *published* weights (the same snapshot the rollout workers load) on fixed held-out
+It measures the actor's newest weights snapshot (the one the rollout workers load next; under the ablation's
+`trainer.publish_lag` the rollout workers hold older ones, but evaluation measures what training made) on fixed held-out
 layouts, greedily, so evaluations are comparable across a run and across trainers. `evaluate` blocks (sync trains
 in lockstep anyway); `start` runs it on a background thread so the async pipeline never stops, and `finished`
 hands back the results once they are ready.
@@ -40,7 +41,9 @@ class Evaluator:
         w = self.workers
         with self.lock:
             t0 = time.monotonic()
-            version = w.publish(to=w.eval_rollout.handles)  # the snapshot this evaluation measures
+            version = w.publish(
+                to=w.eval_rollout.handles, newest=True
+            )  # the snapshot this evaluation measures
             n, success = w.eval_envs, []
             for wave in range(max(1, math.ceil(self.episodes / n))):
                 seeds = HELD_OUT_SEED_BASE + np.arange(wave * n, (wave + 1) * n)

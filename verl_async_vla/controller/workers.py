@@ -36,19 +36,20 @@ class WorkerSet:
     weight_sync: str = "object_store"
     weight_bucket_mb: float = 256.0
 
-    def publish(self, to: list[Any] | None = None) -> int:
+    def publish(self, to: list[Any] | None = None, newest: bool = False) -> int:
         """The actor's current weights -> rollout workers; -> the version they now hold.
 
         The training rollout workers (`to` None) get them the way the async trainer publishes every version: the
         actor sends them itself by the run's weight plane (learning/weight_plane.py: `publish`, so both trainers
         share one publisher and `trainer.weight_sync=collective` works under sync too). Other workers (`to`: the
         evaluation worker, a rejoining rollout worker), which are not members of a collective group, get the last
-        published snapshot through one object-store reference the driver passes on unresolved."""
+        published snapshot (`newest`: the newest update's, for evaluation under `trainer.publish_lag`) through one
+        object-store reference the driver passes on unresolved."""
         if to is None:
             actor, rollouts = self.actor.handles[0], self.rollout.handles
             out = ray.get(actor.publish_to.remote(rollouts, self.weight_sync, self.weight_bucket_mb))
             return out["version"]
-        ref = self.actor.handles[0].get_weights.remote()  # (weights, version): passed on unresolved
+        ref = self.actor.handles[0].get_weights.remote(newest)  # (weights, version): passed on unresolved
         return ray.get([w.set_weights_packed.remote(ref) for w in to])[0]
 
     def form_weight_group(self, backend: str) -> None:

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 def _embedded_reach(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     from verl_async_vla.envs.embedded import EmbeddedReachShard
 
-    return EmbeddedReachShard(cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed)
+    return EmbeddedReachShard(
+        cfg.num_envs_per_worker, cfg.image_size, cfg.max_episode_steps, seed, cfg.reach.cubes
+    )
 
 
 def _libero(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -57,6 +57,9 @@ class TrainPlane:
     stale_policy: str
     weight_sync: str = "object_store"  # learning/weight_plane.py
     bucket_bytes: int = 256 * 2**20
+    publish_lag: int = (
+        0  # ABLATION ONLY (trainer.publish_lag): rollout workers held this many versions behind
+    )
 
 
 class TrainPeers(Protocol):
@@ -106,8 +109,11 @@ class RayTrainPeers:
 class TrainerLoop:
     def __init__(self, learner: Learner, peers: TrainPeers, batch_size: int, max_staleness: int, stale_policy: str,
                  transport: str = "object_store", update: Callable[[DataProto], dict[str, float]] | None = None,
-                 spans: SpanRecorder | None = None, weight_spans: SpanRecorder | None = None):  # fmt: skip
-        """`update`: one update by every data-parallel rank (default: the learner's own, one rank)."""
+                 spans: SpanRecorder | None = None, weight_spans: SpanRecorder | None = None,
+                 publish_lag: int = 0):  # fmt: skip
+        """`update`: one update by every data-parallel rank (default: the learner's own, one rank). `publish_lag`
+        (ablation only): version u is published once version u + lag exists, so the rollout workers act with weights
+        `lag` versions old and every sample arrives at least that stale (the off-policy ablation's forced lag)."""
         self.learner, self.peers, self.transport = learner, peers, transport
         self.update = update or learner.update
         self.spans = spans or SpanRecorder("actor", "actor/0")
@@ -128,6 +134,8 @@ class TrainerLoop:
         self.to_publish: tuple[dict[str, torch.Tensor], int] | None = (
             None  # newest snapshot not yet published
         )
+        self.publish_lag = publish_lag
+        self.held: deque[tuple[dict[str, torch.Tensor], int]] = deque()  # snapshots the lag still holds back
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="actor-trainer", daemon=True)
         self.publisher = threading.Thread(target=self._publish_loop, name="actor-publisher", daemon=True)
@@ -230,7 +238,9 @@ class TrainerLoop:
             t_snap = time.time()
             weights = self.learner.weights()  # a copy: the next update changes the weights meanwhile
         with self.cond:
-            self.to_publish = (weights, version)
+            self.held.append((weights, version))
+            if len(self.held) > self.publish_lag:
+                self.to_publish = self.held.popleft()
             self.cond.notify_all()
         self.spans.record(t_snap, batch=1, version=version, kind="snapshot")
         metrics["actor/snapshot_s"] = time.time() - t_snap
@@ -282,6 +292,13 @@ class TrainerLoop:
         self.published = (weights_to_wire(weights), version)  # what the driver hands a rejoining worker
         self.peers.advance(version)
         self.weight_spans.record(t0, batch=1, version=version, kind="publish")
+
+    def newest(self) -> tuple[dict, int] | None:
+        """(weights on the wire, version) of the newest update: what evaluation measures. The published snapshot,
+        unless a publication lag holds newer ones back from the rollout workers."""
+        with self.cond:
+            held = self.held[-1] if self.held else None
+        return self.published if held is None else (weights_to_wire(held[0]), held[1])
 
     # ---- control ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

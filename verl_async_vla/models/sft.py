@@ -39,7 +39,9 @@ def sft_cache_path(cfg: RunConfig) -> Path:
             and (cfg.model.action_head == "flow" or not k.startswith("flow_"))
         },
         "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
-        "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps],
+        # the default 3 cubes add nothing, so caches made before `env.reach` existed stay valid
+        "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps]
+        + ([cfg.env.reach.cubes] if cfg.env.name == "embedded_reach" and cfg.env.reach.cubes != 3 else []),
         "seed": cfg.seed,
         "v": 1,
     }

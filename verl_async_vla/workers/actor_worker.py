@@ -59,7 +59,7 @@ class ActorWorker(Worker):
         self.loop = TrainerLoop(self.learner, RayTrainPeers(plane, self.weight_group), self.algo.train_batch_episodes,
                                 plane.max_staleness, plane.stale_policy, plane.weight_sync,
                                 update=self.update_all_ranks, spans=self.spans,
-                                weight_spans=self.weight_spans)  # fmt: skip
+                                weight_spans=self.weight_spans, publish_lag=plane.publish_lag)  # fmt: skip
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
     def push(self, episodes: DataProto) -> None:
@@ -122,11 +122,12 @@ class ActorWorker(Worker):
         return loop.stop() if loop is not None else {}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def get_weights(self) -> tuple[dict, int]:
-        """(weights on the wire, version): a consistent snapshot (the last published) while the trainer thread
-        updates the weights."""
-        if self.loop is not None and self.loop.published is not None:
-            return self.loop.published
+    def get_weights(self, newest: bool = False) -> tuple[dict, int]:
+        """(weights on the wire, version): a consistent snapshot (the last published, or with `newest` the newest
+        update's, which differ only under `trainer.publish_lag`) while the trainer thread updates the weights."""
+        snapshot = None if self.loop is None else self.loop.newest() if newest else self.loop.published
+        if snapshot is not None:
+            return snapshot
         with self.learner.lock:
             return weights_to_wire(self.learner.weights()), self.learner.version
 

@@ -3,6 +3,8 @@
 A sphere end-effector, driven by two position actuators, moves over a table with three coloured cubes (free bodies
 that it can push). The instruction names one cube; the cube positions are visible only in the top-down camera, never
 in the proprio state, so a policy that ignores the instruction or the image succeeds at chance (about 1/3).
+`env.reach.cubes` (3-5) sets how many cubes the table holds: `env=embedded_reach_hard` has 5, a harder variant
+(chance lower, a denser table to read) for the off-policy ablation.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.9, 0.1, 0.1),
     "green": (0.1, 0.8, 0.1),
     "blue": (0.1, 0.2, 0.95),
+    "yellow": (0.95, 0.85, 0.1),
+    "purple": (0.6, 0.1, 0.75),
 }
+MIN_CUBES = 3  # the first `cubes` colours are on the table
 TEMPLATES = ("reach the {} cube", "touch the {} block", "move to the {} cube", "go to the {} block")
 WORKSPACE = 0.25  # objects and the end-effector start in [-WORKSPACE, WORKSPACE]^2 (metres)
 LIMIT = 0.32  # end-effector target is clipped to this box (table half-size 0.4)
@@ -30,11 +35,11 @@ MIN_SEPARATION = 0.12
 PHYSICS_SUBSTEPS = 5  # 5 x 10 ms = one 50 ms control step
 
 
-def _scene_xml(image_size: int) -> str:
+def _scene_xml(image_size: int, colours: list[str]) -> str:
     cubes = "\n".join(
         f'<body name="cube_{name}" pos="0 0 0.03"><freejoint/>'
         f'<geom type="box" size=".03 .03 .03" rgba="{r} {g} {b} 1" mass=".1" friction="0.6 0.01 0.001"/></body>'
-        for name, (r, g, b) in COLOURS.items()
+        for name, (r, g, b) in ((c, COLOURS[c]) for c in colours)
     )
     return f"""
 <mujoco model="vla_colour_reach">
@@ -64,12 +69,13 @@ def _scene_xml(image_size: int) -> str:
 class _ReachEnv:
     """One simulator instance; the shard owns several and never rebuilds them between episodes."""
 
-    def __init__(self, image_size: int):
-        self.model = mujoco.MjModel.from_xml_string(_scene_xml(image_size))
+    def __init__(self, image_size: int, cubes: int = MIN_CUBES):
+        self.colours = list(COLOURS)[:cubes]
+        self.model = mujoco.MjModel.from_xml_string(_scene_xml(image_size, self.colours))
         self.data = mujoco.MjData(self.model)
         self.renderer = mujoco.Renderer(self.model, image_size, image_size)
         self.cube_qpos = {
-            name: self.model.jnt_qposadr[self.model.body(f"cube_{name}").jntadr[0]] for name in COLOURS
+            name: self.model.jnt_qposadr[self.model.body(f"cube_{name}").jntadr[0]] for name in self.colours
         }
         self.target = "red"
         self.instruction = ""
@@ -78,14 +84,14 @@ class _ReachEnv:
 
     def reset(self, rng: np.random.Generator) -> None:
         mujoco.mj_resetData(self.model, self.data)
-        points = _sample_separated(rng, len(COLOURS) + 1)
+        points = _sample_separated(rng, len(self.colours) + 1)
         for adr, xy in zip(self.cube_qpos.values(), points[1:], strict=True):
             self.data.qpos[adr : adr + 3] = (xy[0], xy[1], 0.03)
             self.data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
         self.data.qpos[0:2] = points[0]
         self.data.ctrl[:] = points[0]
         mujoco.mj_forward(self.model, self.data)
-        self.target = str(rng.choice(list(COLOURS)))
+        self.target = str(rng.choice(self.colours))
         self.instruction = str(rng.choice(TEMPLATES)).format(self.target)
         self.steps = 0
         self.prev_dist = self.distance()
@@ -135,16 +141,20 @@ def _sample_separated(rng: np.random.Generator, n: int) -> np.ndarray:
 class EmbeddedReachShard(EnvShard):
     """`num_envs` colour-reach envs; episode layouts come from a per-env seeded generator."""
 
-    def __init__(self, num_envs: int, image_size: int = 64, max_episode_steps: int = 40, seed: int = 0):
+    def __init__(self, num_envs: int, image_size: int = 64, max_episode_steps: int = 40, seed: int = 0,
+                 cubes: int = MIN_CUBES):  # fmt: skip
         if num_envs < 1:
             raise ValueError(f"env.num_envs_per_worker must be >= 1, got {num_envs}")
+        if not MIN_CUBES <= cubes <= len(COLOURS):
+            raise ValueError(f"env.reach.cubes={cubes} must be in [{MIN_CUBES}, {len(COLOURS)}] (one per colour: "
+                             f"{', '.join(COLOURS)}).")  # fmt: skip
         if image_size < 16:
             raise ValueError(f"env.image_size must be >= 16 pixels, got {image_size}")
         self.num_envs = num_envs
         self.spec = EnvSpec(
             (image_size, image_size, 3), state_dim=4, action_dim=2, max_episode_steps=max_episode_steps
         )
-        self.envs = [_ReachEnv(image_size) for _ in range(num_envs)]
+        self.envs = [_ReachEnv(image_size, cubes) for _ in range(num_envs)]
         self.rngs = [np.random.default_rng([seed, i]) for i in range(num_envs)]
         self.done = np.ones(num_envs, dtype=bool)
 
