@@ -1,14 +1,13 @@
-"""Learning benchmark on the embedded task: sync vs async_vla at equal env steps, plus the off-policy ablation.
+"""Learning benchmark on the embedded task: sync vs async_vla at equal env steps, and the flow head's rows.
+(The off-policy ablation is benchmarks/off_policy_ablation.py.)
 
     python benchmarks/learning.py                                 # 3 seeds x {sync, async_vla}
-    python benchmarks/learning.py --ablation --seeds 0 1 2 3 4    # off-policy ablation, staleness 8 and 16
     python benchmarks/learning.py --seeds 0 --variants sync       # one run
     python benchmarks/learning.py --heads                         # the flow head: 3 seeds x {sde, noise} x trainers
     python benchmarks/learning.py --heads-shuffled --out-dir D    # their final checkpoints, instructions shuffled
 
-Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (main pair under
-"runs", ablation under "off_policy_ablation"; variants not rerun keep their rows), docs/learning_sync_vs_async.png,
-docs/off_policy_ablation.png, then regenerates docs/benchmarks.md. `--heads` writes docs/results/embedded_heads.json
+Writes docs/results/embedded_sync.json (sync runs), docs/results/embedded_sync_vs_async.json (the main pair under
+"runs"; variants not rerun keep their rows), docs/learning_sync_vs_async.png, then regenerates docs/benchmarks.md. `--heads` writes docs/results/embedded_heads.json
 instead (after every run, so a stopped invocation keeps what finished).
 """
 
@@ -17,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import sys
 import tempfile
@@ -30,25 +28,6 @@ MAIN = {
     "sync": (["trainer=sync"], None),
     "async_vla": (["trainer=async_vla"], None),
 }
-# The ablation differs only in the correction, under a large staleness bound (producers run up to 8 versions
-# ahead), at a shorter budget; async_stale1_tis is the default async run at the same budget, the low-lag reference.
-ABLATION_BUDGET = 120_000
-MODES = ("none", "behaviour_ppo", "tis", "decoupled_ppo", "vtrace")
-
-
-def _async(staleness: int, mode: str) -> tuple[list[str], int]:
-    return (
-        ["trainer=async_vla", f"trainer.max_staleness={staleness}", f"algo.off_policy={mode}"],
-        ABLATION_BUDGET,
-    )
-
-
-ABLATION = {
-    "async_stale1_tis": _async(1, "tis"),
-    **{f"async_stale8_{mode}": _async(8, mode) for mode in MODES},
-    # twice the lag, to see whether what separates the modes at 8 grows with staleness
-    **{f"async_stale16_{mode}": _async(16, mode) for mode in ("none", "behaviour_ppo", "decoupled_ppo")},
-}
 # The flow head (model=tiny_vla_flow) under both trainers, both RL log-prob methods, at the main job's budget; the
 # Gaussian rows of the same table are the main pair's (embedded_sync_vs_async.json), the same budget and seeds.
 HEADS = {
@@ -59,10 +38,8 @@ HEADS = {
     for method in ("sde", "noise")
     for trainer in ("sync", "async_vla")
 }
-VARIANTS = {**MAIN, **ABLATION, **HEADS}
-COLOURS = {"sync": "tab:blue", "async_vla": "tab:orange", "async_stale1_tis": "black", "none": "tab:red",
-           "behaviour_ppo": "tab:brown", "tis": "tab:green", "decoupled_ppo": "tab:olive",
-           "vtrace": "tab:purple"}  # fmt: skip
+VARIANTS = {**MAIN, **HEADS}
+COLOURS = {"sync": "tab:blue", "async_vla": "tab:orange"}
 
 
 def plot_main(runs: list[dict], path: Path) -> None:
@@ -104,40 +81,6 @@ def mean_curve(group: list[dict], grid: list[int]) -> tuple[list[float], list[fl
                    for r in group])  # fmt: skip
     se = ys.std(0, ddof=1) / math.sqrt(len(group)) if len(group) > 1 else np.zeros(len(grid))
     return ys.mean(0).tolist(), se.tolist()
-
-
-def plot_ablation(runs: list[dict], path: Path) -> None:
-    """One panel per staleness bound, each with the low-lag default as the reference line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = list(range(0, ABLATION_BUDGET + 1, 5000))
-    variants = list(dict.fromkeys(r["variant"] for r in runs))
-    bounds = sorted({int(v.split("_stale")[1].split("_")[0]) for v in variants} - {1})
-    fig, axes = plt.subplots(1, len(bounds), figsize=(6 * len(bounds), 4.2), squeeze=False)
-    for ax, bound in zip(axes[0], bounds, strict=True):
-        for variant in variants:
-            if not variant.startswith((f"async_stale{bound}_", "async_stale1_")):
-                continue
-            group = [r for r in runs if r["variant"] == variant]
-            mean, se = mean_curve(group, grid)
-            c = COLOURS.get(variant, COLOURS.get(variant.split("_", 2)[-1]))  # colour by correction mode
-            ax.plot(grid, mean, color=c, label=f"{variant} ({len(group)} seeds)")
-            lo = [m - s for m, s in zip(mean, se, strict=True)]
-            hi = [m + s for m, s in zip(mean, se, strict=True)]
-            ax.fill_between(grid, lo, hi, color=c, alpha=0.12)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("greedy success, held-out layouts")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        ax.set_title(f"trainer.max_staleness={bound} (mean ± s.e. over seeds)", fontsize=10)
-    fig.suptitle("Off-policy correction under large staleness; correction off = behaviour_ppo")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    print("wrote", path.relative_to(ROOT))
 
 
 def run_row(variant: str, seed: int, out: Path, budget_override: int | None) -> dict:
@@ -197,27 +140,6 @@ def summarise(rows: list[dict]) -> dict:
                 if len(vals) > 1:
                     entry[f"{key}_se"] = round(statistics.stdev(vals) / math.sqrt(len(vals)), 4)
         out[variant] = entry
-    return out
-
-
-def correction_off(variant: str) -> str:
-    """Correction off at the same staleness: PPO clipped against the behaviour log-probs the samples came with, what
-    a standard PPO trainer does with stale rollouts (the "naive PPO" baseline of AReaL, Fu et al. 2025)."""
-    return re.sub(r"^(async_stale\d+)_.+$", r"\1_behaviour_ppo", variant)
-
-
-def paired_deltas(rows: list[dict], key: str = "success_auc") -> dict[str, dict]:
-    """Per variant, the seed-paired difference to correction off at the same staleness: seeds share the SFT start,
-    the largest source of run-to-run spread, so pairing removes it."""
-    by = {(r["variant"], r["seed"]): r[key] for r in rows if r.get(key) is not None}
-    out = {}
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        off = correction_off(variant)
-        d = [by[(variant, s)] - by[(off, s)] for (v, s) in by if v == variant and (off, s) in by]
-        if variant != off and len(d) > 1:
-            se = statistics.stdev(d) / math.sqrt(len(d))
-            out[variant] = {"against": off, "seeds": len(d), "mean": round(statistics.mean(d), 4),
-                            "se": round(se, 4), "better_in_seeds": sum(x > 0 for x in d)}  # fmt: skip
     return out
 
 
@@ -318,7 +240,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS))
-    ap.add_argument("--ablation", action="store_true", help="run the off-policy ablation variants")
     ap.add_argument("--total-env-steps", type=int, default=None, help="override every variant's budget")
     ap.add_argument("--out-dir", default=None, help="where run directories go (default: a temp dir)")
     ap.add_argument("--heads", action="store_true", help="run the flow-head variants (embedded_heads.json)")
@@ -329,7 +250,7 @@ def main() -> None:
         if not args.out_dir:
             ap.error("--heads-shuffled needs the --out-dir the flow runs were made in")
         return shuffled_instructions(Path(args.out_dir))
-    variants = args.variants or list(HEADS if args.heads else ABLATION if args.ablation else MAIN)
+    variants = args.variants or list(HEADS if args.heads else MAIN)
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_learning_"))
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", *sys.argv])
@@ -348,11 +269,9 @@ def main() -> None:
 
     path = RESULTS / "embedded_sync_vs_async.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    for r in old.get("runs", []) + old.get("off_policy_ablation", []):
+    for r in old.get("runs", []):
         r.setdefault("command", old.get("command"))
     main_rows = merge(old.get("runs", []), [r for r in fresh if r["variant"] in MAIN])
-    ablation = merge(old.get("off_policy_ablation", []), [r for r in fresh if r["variant"] in ABLATION])
-    ablation = [r for r in ablation if r["variant"] in ABLATION]  # retired variant names are dropped
     provenance = run_provenance(fresh)  # rows kept from earlier invocations carry their own
     if any(r["variant"] == "sync" for r in fresh):
         write_result(
@@ -363,16 +282,11 @@ def main() -> None:
         {
             **provenance,
             "runs": main_rows,
-            "off_policy_ablation": ablation,
             "summary": summarise(main_rows),
-            "off_policy_summary": summarise(ablation),
-            "off_policy_paired_auc_delta_vs_correction_off": paired_deltas(ablation),
         },
     )
     if main_rows:
         plot_main(main_rows, ROOT / "docs" / "learning_sync_vs_async.png")
-    if ablation:
-        plot_ablation(ablation, ROOT / "docs" / "off_policy_ablation.png")
     import report
 
     report.main()

@@ -4,6 +4,7 @@
     python benchmarks/off_policy_ablation.py --staleness 8            # the same at staleness 8
     python benchmarks/off_policy_ablation.py --corrections none gipo --seeds 3 4   # confirm finalists on 5 seeds
     python benchmarks/off_policy_ablation.py --task embedded --staleness 4 --lag natural   # async's own settings
+    python benchmarks/off_policy_ablation.py --rewrite                # summary, plot, default: no runs
 
 Every run is `trainer=async_vla` at the same env-step budget from the same SFT start per seed; only the staleness
 bound, the lag and `algo.off_policy` differ. `--lag forced` (the default) holds the rollout workers S - 1 versions

@@ -104,56 +104,63 @@ def learning(lines: list[str]) -> None:
         lines.append(f"| {v} | {len(g)} | {_mean_sd([r['success_final'] for r in g])} | "
                      f"{_mean_sd([r['env_steps_per_s'] for r in g])} |")  # fmt: skip
     lines += ["", "![learning curves](learning_sync_vs_async.png)", ""]
-    ablation = (res or {}).get("off_policy_ablation", [])
-    if not ablation:
+
+
+def _pm(d: dict | None, key: str = "mean") -> str:
+    if not d:
+        return "-"
+    se = f" ± {d['se']:.3f}" if d.get("se") is not None else ""
+    return f"{d[key]:+.3f}{se} ({d['better_in_seeds']}/{d['seeds']})"
+
+
+def _mse(e: dict, key: str) -> str:
+    if f"{key}_mean" not in e:
+        return "-"
+    se = e.get(f"{key}_se")
+    return f"{e[f'{key}_mean']:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
+def off_policy(lines: list[str]) -> None:
+    res = _load("off_policy_ablation")
+    if not res:
         return
-    lines += (
-        ["### Off-policy correction under large staleness", ""] + _commands(ablation, src["command"]) + [""]
-    )
+    lines += ["## Off-policy correction under staleness", ""]
+    lines += _commands(res["runs"], res["command"])
+    lines += [f"- machine: {_machine(res['machine'])}", f"- commit of the runs: {res['commit']}; first run: "
+              f"{res['date']}", f"- default `algo.off_policy` at the commit that wrote the file: "
+              f"`{res['default_off_policy']}`", ""]  # fmt: skip
     lines += [
-        "Every variant is `trainer=async_vla` at the same budget; only `trainer.max_staleness` and `algo.off_policy`",
-        "differ. `async_stale1_tis` is the default (lag below 1 version), the reference for what staleness costs.",
-        "Success is greedy on 64 held-out layouts; 'mean over evals' averages a run's evaluations (learning speed,",
-        "less noisy than one final evaluation); |log pi_prox/mu| is the mean per-decision log-ratio the correction",
-        "sees. Means ± standard error over seeds.",
+        f"Every run is `trainer=async_vla` at {res['budget_env_steps']} env steps from the same SFT start per seed;",
+        "only the staleness bound, the lag and `algo.off_policy` differ. *Forced lag* (`trainer.publish_lag`, an",
+        "ablation-only knob) holds the rollout workers that many versions behind the actor, so every sample is that",
+        "stale whatever the stage speeds; the reference is `none` at staleness 1 (async's default, lag below one",
+        "version). Success is greedy on 64 held-out layouts; *mean over evals* averages a run's evaluations (learning",
+        "speed, less noisy than one final evaluation). Means ± standard error over seeds. Paired columns: the",
+        "seed-paired difference in mean success over evals (seeds where the correction is better); *recovered*: the",
+        "share of the staleness cost (reference - `none` at that staleness) the correction wins back.",
         "",
-        "| variant | seeds | lag (versions) | abs log pi_prox/mu | success final | mean success over evals |",
-        "|---|---|---|---|---|---|",
+        "| task | staleness | forced lag | correction | seeds | lag (versions) | abs log pi_prox/mu | success final | "
+        "mean over evals | vs none | vs staleness 1 | recovered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for v, e in res.get("off_policy_summary", {}).items():
-        g = [r for r in ablation if r["variant"] == v]
-        ratio = [r["behaviour_abs_log_ratio"] for r in g if r.get("behaviour_abs_log_ratio") is not None]
+    for e in res["summary"]:
+        rec = f"{e['cost_recovered'] * 100:.0f} %" if "cost_recovered" in e else "-"
         lines.append(
-            f"| {v} | {e['seeds']} | {e.get('lag_mean_mean', float('nan')):.2f} | "
-            f"{statistics.mean(ratio) if ratio else float('nan'):.3f} | "
-            f"{e['success_final_mean']:.3f} ± {e.get('success_final_se', 0.0):.3f} | "
-            f"{e['success_auc_mean']:.3f} ± {e.get('success_auc_se', 0.0):.3f} |"
+            f"| {e['task']} | {e['staleness']} | {e['publish_lag'] or '-'} | {e['correction']} | {e['seeds']} | "
+            f"{_mse(e, 'lag_mean')} | {_mse(e, 'behaviour_abs_log_ratio')} | {_mse(e, 'success_final')} | "
+            f"{_mse(e, 'success_mean_over_evals')} | {_pm(e.get('vs_none_auc'))} | "
+            f"{_pm(e.get('vs_staleness1_auc'))} | {rec} |"
         )
-    deltas = res.get("off_policy_paired_auc_delta_vs_correction_off", {})
-    if deltas:
-        lines += [
-            "",
-            "Seed-paired difference in mean success over evals against correction off at the same staleness",
-            "(`behaviour_ppo`: PPO clipped against the behaviour log-probs, what a standard PPO trainer does with stale",
-            "rollouts):",
-            "",
-            "| variant | against | seeds | difference (mean ± s.e.) | seeds where it is better |",
-            "|---|---|---|---|---|",
-        ]
-        for v, d in deltas.items():
-            lines.append(
-                f"| {v} | {d['against']} | {d['seeds']} | {d['mean']:+.3f} ± {d['se']:.3f} | "
-                f"{d['better_in_seeds']}/{d['seeds']} |"
-            )
-    lines += [
-        "",
-        "![off-policy ablation](off_policy_ablation.png)",
-        "",
-        "<details><summary>every run</summary>",
-        "",
-    ]
-    _run_table(lines, ablation)
-    lines += ["</details>", ""]
+    lines += ["", "![off-policy ablation](off_policy_ablation.png)", "", "<details><summary>every run</summary>", "",
+              "| task | staleness | forced lag | correction | seed | success start | success final | mean over evals | "
+              "lag | updates | wall min | run date, commit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in res["runs"]:
+        lines.append(
+            f"| {r['task']} | {r['staleness']} | {r['publish_lag'] or '-'} | {r['correction']} | {r['seed']} | "
+            f"{r['success_start']:.3f} | {r['success_final']:.3f} | {r['success_mean_over_evals']:.3f} | "
+            f"{r['lag_mean']} | {r['policy_updates']} | {r['wall_minutes']:.2f} | {r['date'][:10]}, {r['commit']} |"
+        )
+    lines += ["", "</details>", ""]
 
 
 YARDSTICK = [
@@ -576,6 +583,7 @@ def main() -> None:
     ]
     task_card(lines)
     learning(lines)
+    off_policy(lines)
     heads(lines)
     head_cost(lines)
     throughput(lines)

@@ -128,10 +128,16 @@ def test_async_resumes_from_its_checkpoint_when_the_actor_process_is_killed(ray_
             time.sleep(0.2)
         import psutil
 
-        for p in psutil.process_iter(["pid", "cmdline"]):  # the actor's Ray worker process, found by its name
-            if any("ActorWorker" in part for part in p.info["cmdline"] or []):
-                killed.append(p.info["pid"])
-                os.kill(p.info["pid"], signal.SIGKILL)
+        # the actor's Ray worker process, found by its name among this test's own descendants (the Ray instance
+        # this test started): another run on the machine (a benchmark) has ActorWorker processes too
+        for p in psutil.Process(os.getpid()).children(recursive=True):
+            try:
+                cmdline = p.cmdline()
+            except psutil.Error:  # exited meanwhile
+                continue
+            if any("ActorWorker" in part for part in cmdline):
+                killed.append(p.pid)
+                os.kill(p.pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_actor_after_a_checkpoint)
     killer.start()

@@ -175,7 +175,9 @@ class AlgoConfig:
     max_grad_norm: float = 0.5
     train_batch_episodes: int = 64  # episodes per optimizer round (one policy version)
     # none | behaviour_ppo | tis | decoupled_ppo | vtrace | gipo | m2po | topr  (algos/off_policy.py: CORRECTIONS)
-    off_policy: str = "tis"
+    # default none: in the ablation (docs/benchmarks.md, Off-policy correction under staleness) no correction beat the
+    # decoupling alone at any staleness measured; at lag <= 1 the IS weights are ~1 and change nothing
+    off_policy: str = "none"
     # C: tis truncates pi_prox/mu at it, decoupled_ppo leaves out a sample above it; V-trace's rho-bar = c-bar
     is_cap: float = 2.0
     gipo_sigma: float = 0.5  # gipo: width of the Gaussian damping in log-ratio (AcceRL's default)
