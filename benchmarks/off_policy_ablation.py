@@ -198,7 +198,11 @@ def main() -> None:
     ap.add_argument(
         "--out-dir", default=None, help="where run directories go (reused: finished runs are kept)"
     )
+    ap.add_argument("--rewrite", action="store_true",
+                    help="run nothing: rewrite the file's summary, plot and default from the rows it holds")  # fmt: skip
     args = ap.parse_args()
+    if args.rewrite:
+        return write([])
     lag = args.staleness - 1 if args.lag == "forced" and args.staleness > 1 else 0
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_ablation_"))
     out.mkdir(parents=True, exist_ok=True)
