@@ -57,9 +57,8 @@ class TrainPlane:
     stale_policy: str
     weight_sync: str = "object_store"  # learning/weight_plane.py
     bucket_bytes: int = 256 * 2**20
-    publish_lag: int = (
-        0  # ABLATION ONLY (trainer.publish_lag): rollout workers held this many versions behind
-    )
+    # ABLATION ONLY (trainer.publish_lag): rollout workers held this many versions behind
+    publish_lag: int = 0
 
 
 class TrainPeers(Protocol):
