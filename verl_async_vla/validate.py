@@ -74,9 +74,10 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         )
     a = run.algo
     from verl_async_vla.algos.advantages import ESTIMATOR_ARGS
-    from verl_async_vla.algos.off_policy import get_correction
+    from verl_async_vla.algos.off_policy import get_correction, proximal_pass
 
     correction = get_correction(a.off_policy)
+    proximal_pass(a)  # refuses algo.proximal=first_epoch with a correction that needs pi_prox up front
     if correction.policy_loss:  # a correction and its loss come as a pair
         a.policy_loss = correction.policy_loss
     if correction.adv_estimator:  # the V-trace correction is an estimator: the two come as a pair

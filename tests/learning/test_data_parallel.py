@@ -54,16 +54,18 @@ def _actor_kwargs(cfg, tmp_path, strategy: str, **algo) -> dict:
                 init_checkpoint=str(ckpt), seed=0, actor_strategy=strategy)  # fmt: skip
 
 
+@pytest.mark.parametrize("proximal", ["scoring_pass", "first_epoch"])
 @pytest.mark.parametrize("strategy", ["all_reduce", "fsdp2"])
-def test_two_actor_ranks_take_the_same_update_as_one(ray_session, small_cfg, tmp_path, strategy):
-    """Plain SGD, no clipping, one epoch: the weight change is -lr x the summed gradient, so a gradient averaged
-    over the ranks where it should be summed (or counted twice, or one rank's share lost) changes it and fails here.
-    Two updates: the second batch was produced by version 0, so it is scored (pi_prox, no grad) before it trains."""
+def test_two_actor_ranks_take_the_same_update_as_one(ray_session, small_cfg, tmp_path, strategy, proximal):
+    """Plain SGD, no clipping: a gradient averaged over the ranks where it should be summed (or counted twice, or
+    one rank's share lost) changes the update and fails here. Two updates: the second batch was produced by version
+    0, so its pi_prox is scored before it trains (scoring_pass) or filled by the first epoch, each rank its share of
+    the rows (first_epoch): the second epoch then needs every rank to hold the other ranks' rows too."""
     cfg = small_cfg
-    # 8 episodes in minibatches of 4: two optimizer steps, each split 2 + 2 over two ranks (unequal token shares)
-    algo = dict(
-        optimizer="sgd", lr=0.05, max_grad_norm=1e9, ppo_epochs=1, minibatch_size=4, train_batch_episodes=8
-    )
+    # 8 episodes in minibatches of 4: two optimizer steps per epoch, each split 2 + 2 over two ranks (unequal token
+    # shares); two epochs, so the second one reads pi_prox of rows another rank filled
+    algo = dict(optimizer="sgd", lr=0.05, max_grad_norm=1e9, ppo_epochs=2, minibatch_size=4, train_batch_episodes=8,
+                proximal=proximal)  # fmt: skip
     kwargs = _actor_kwargs(cfg, tmp_path, strategy, **algo)
     rng = np.random.default_rng(1)
     batches = [episodes_to_proto(random_episodes(cfg, 8, 6, rng), 6) for _ in range(2)]

@@ -8,39 +8,15 @@ import torch
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.episode_queue import add_proximal_columns, take_behaviour_as_proximal
 from verl_async_vla.learning.learner import Learner
-from verl_async_vla.models import PolicyObs, build_policy
+from verl_async_vla.models import build_policy
 from verl_async_vla.models.checkpoint import save_checkpoint
-from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
+from verl_async_vla.sampling.trajectory import episodes_to_proto
 
 HORIZON = 4
 
 
-def rollout_episodes(policy, n=3, decisions=3, seed=0):
-    """Episodes whose actions, log-probs and traces come from the policy's own act(), as a rollout records them."""
-    rng = np.random.default_rng(seed)
-    eps = []
-    for i in range(n):
-        e = Episode(i, i, "reach the red cube", env_steps=2 * decisions)
-        for _ in range(decisions):
-            image = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-            state = rng.normal(size=4).astype(np.float32)
-            with torch.no_grad():
-                out = policy.act(PolicyObs(torch.from_numpy(image[None]), torch.from_numpy(state[None]),
-                                           ["reach the red cube"]))  # fmt: skip
-            e.image.append(image)
-            e.state.append(state)
-            e.actions.append(out.actions[0].numpy())
-            e.log_prob.append(float(out.log_prob[0]))
-            e.value.append(float(out.value[0]))
-            e.trace.append(out.trace[0].numpy())
-            e.reward.append(0.0)
-            e.version.append(0)
-        eps.append(e)
-    return eps
-
-
 @pytest.mark.parametrize("method", ["flow_sde", "flow_noise"])
-def test_the_learner_rescores_a_flow_batch_to_its_behaviour_log_prob(tmp_path, method):
+def test_the_learner_rescores_a_flow_batch_to_its_behaviour_log_prob(tmp_path, method, rollout_episodes):
     model = ModelConfig(image_size=8, channels=4, hidden=16, text_dim=8, chunk=2, init="scratch",
                         action_head="flow", flow_method=method, flow_expert_width=16)  # fmt: skip
     torch.manual_seed(0)

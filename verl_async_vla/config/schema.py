@@ -179,6 +179,8 @@ class AlgoConfig:
     # decoupling alone at any staleness measured; at lag <= 1 the IS weights are ~1 and change nothing
     off_policy: str = "none"
     # C: tis truncates pi_prox/mu at it, decoupled_ppo leaves out a sample above it; V-trace's rho-bar = c-bar
+    # auto | first_epoch | scoring_pass: how pi_prox is obtained for stale rows (algos/off_policy.py: PROXIMAL_PASSES)
+    proximal: str = "auto"
     is_cap: float = 2.0
     gipo_sigma: float = 0.5  # gipo: width of the Gaussian damping in log-ratio (AcceRL's default)
     m2_threshold: float = (

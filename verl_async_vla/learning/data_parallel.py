@@ -79,6 +79,15 @@ class DataParallel:
         """Clip the gradients to `max_norm` (their norm over the whole model); -> that norm before clipping."""
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
+    def share_rows(self, column: torch.Tensor, rows: torch.Tensor) -> None:
+        """`column[rows]` summed over the ranks, in place: each rank filled its share of the rows, zeros elsewhere
+        (the first-epoch pi_prox, learning/learner.py), and every rank ends with all of them."""
+        if not self.enabled or not len(rows):
+            return
+        part = column[rows].contiguous()
+        dist.all_reduce(part)
+        column[rows] = part
+
     def score(self, score: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], rows: torch.Tensor
               ) -> tuple[torch.Tensor, ...]:  # fmt: skip
         """`score(rows)` for every row: here each rank scores all of them on its own."""

@@ -75,10 +75,11 @@ class EpisodeQueue:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def score(self, rows: np.ndarray, version: int,
-              evaluate: Callable[[DataProto, torch.Tensor], tuple[torch.Tensor, ...]]) -> int:  # fmt: skip
+              evaluate: Callable[[DataProto, torch.Tensor], tuple[torch.Tensor, ...]] | None) -> int:  # fmt: skip
         """pi_prox (log-prob and value under the current weights, `version`) for the given rows not yet scored
         under it, in one model call (many small calls cost more than one batch on an accelerator); rows produced
-        by `version` itself take the rollout's own figures instead. Returns how many rows the model scored."""
+        by `version` itself take the rollout's own figures instead. With `evaluate` None (algo.proximal=first_epoch)
+        only the latter: the others are left to the update. Returns how many rows the model scored."""
         todo = []
         for part, _, local, _ in self._locate(rows):
             b = part.batch
@@ -90,7 +91,7 @@ class EpisodeQueue:
             local = local[~fresh]
             if len(local):
                 todo.append((part, local))
-        if not todo:
+        if not todo or evaluate is None:
             return 0
         gathered = [part.select_idxs(local.numpy()) for part, local in todo]
         batch = DataProto.concat(gathered) if len(gathered) > 1 else gathered[0]

@@ -5,9 +5,12 @@ stream's `TrainerLoop`) both train through it, so an update is the same code whi
 One update (`update`): advantages under the configured estimator (algos/advantages.py) from the proximal values,
 the off-policy correction's inputs (algos/off_policy.py), then `algo.ppo_epochs` passes over minibatches with the
 actor-critic loss (algos/losses.py); with N data-parallel ranks each minibatch's rows are split and the gradients
-summed (learning/data_parallel.py). Then `version` goes up by one. Rows not yet scored under the update's weights
-(pi_prox) are scored first; the async trainer's rank 0 scores them while it waits when its strategy lets a rank score
-alone (`scores_alone`), and under `fsdp2` every rank scores together here.
+summed (learning/data_parallel.py). Then `version` goes up by one. A row whose every decision the update's starting
+version produced takes the rollout's log-prob and value as pi_prox. The others, by `algo.proximal`
+(algos/off_policy.py: PROXIMAL_PASSES): under `scoring_pass` they are scored first (the async trainer's rank 0 scores
+them while it waits when its strategy lets a rank score alone, `scores_alone`; under `fsdp2` every rank scores
+together here); under `first_epoch` each minibatch's first-epoch forward fills them, with N ranks each rank its share,
+summed over the group before the second epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from verl import DataProto
 
 from verl_async_vla.algos.advantages import compute_advantages
 from verl_async_vla.algos.losses import actor_critic_loss
-from verl_async_vla.algos.off_policy import correction_inputs
+from verl_async_vla.algos.off_policy import correction_inputs, proximal_pass
 from verl_async_vla.config.schema import AlgoConfig, ModelConfig
 from verl_async_vla.learning.data_parallel import DataParallel
 from verl_async_vla.learning.episode_queue import (
@@ -68,6 +71,8 @@ class Learner:
         )  # the same on every rank: every rank plans the same minibatches
         # a rank that cannot score alone (fsdp2: every forward is a collective) scores inside the update, with all
         self.scores_alone = not self.dp.sharded
+        # False (algo.proximal resolved to first_epoch): stale rows get pi_prox from the update's first epoch instead
+        self.scoring_pass = proximal_pass(algo) == "scoring_pass"
         # sharded: the full weights of `version`, gathered onto rank 0 once per version (publishing, checkpoints)
         self._gathered = self.dp.full_weights(self.policy) if self.dp.sharded else None
         self.trained_episode_ids: list[int] = []
@@ -94,13 +99,24 @@ class Learner:
             add_proximal_columns(batch)
         queue = EpisodeQueue()  # rows not scored under these weights yet (none, where the intake scored them)
         queue.add(batch)
-        queue.score(np.arange(len(batch)), self.version, self.score_proximal)
+        queue.score(np.arange(len(batch)), self.version, self.proximal_scorer())
         return self._train(batch)
 
+    def proximal_scorer(self) -> Callable[[DataProto, torch.Tensor], tuple[torch.Tensor, ...]] | None:
+        """What scores stale rows' pi_prox before an update: None under `algo.proximal=first_epoch` (the update's
+        first epoch does)."""
+        return self.score_proximal if self.scoring_pass else None
+
     def _train(self, batch: DataProto) -> dict[str, float]:
-        """The PPO epochs on a batch whose pi_prox columns are filled."""
+        """The PPO epochs on a batch whose pi_prox columns are filled, or, for rows whose `prox_version` is not
+        this version (first_epoch), filled by the first epoch's forwards."""
         b = batch.batch
         mask = b["mask"]
+        # the same rows on every rank: every rank holds the whole batch and the same version
+        pending = torch.nonzero(b["prox_version"] != self.version).flatten()
+        if len(pending):
+            b["prox_log_prob"][pending] = 0.0  # each rank fills its share; the shares are summed (share_rows)
+            b["prox_values"][pending] = b["values"][pending]
         inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
         values = b["prox_values"] * mask
         adv, returns = compute_advantages(self.algo, b["rewards"], values, mask, inputs.log_rho)
@@ -110,7 +126,10 @@ class Learner:
         sums: dict[str, float] = defaultdict(float)
         steps = 0
         params = list(self.policy.parameters())
-        for _ in range(self.algo.ppo_epochs):
+        for epoch in range(self.algo.ppo_epochs):
+            if epoch == 1 and len(pending):
+                self._complete_proximal(b, pending)
+                inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
             for minibatch in np.array_split(self.rng.permutation(n), max(1, n // rows_per_mb)):
                 rows = self.dp.my_rows(
                     minibatch
@@ -127,6 +146,11 @@ class Learner:
                     )
                     r = torch.from_numpy(rows if len(rows) else minibatch[:1])
                     log_prob, entropy, vpred = self.score(batch, r)
+                    if epoch == 0 and len(pending) and len(rows):
+                        stale = b["prox_version"][r] != self.version
+                        if stale.any():  # pi_prox of these rows: this forward, detached (the loss's centre below)
+                            b["prox_log_prob"][r[stale]] = log_prob[stale].detach()
+                            inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
                     loss, m = actor_critic_loss(
                         self.algo, log_prob, entropy, vpred, inputs.old_log_prob[r], values[r], adv[r], returns[r],
                         mask[r], None if inputs.is_weights is None else inputs.is_weights[r],
@@ -138,6 +162,9 @@ class Learner:
                 for k, v in m.items():
                     sums[k] += v
                 steps += 1
+        if self.algo.ppo_epochs == 1 and len(pending):
+            self._complete_proximal(b, pending)  # the metrics below read every row's pi_prox
+            inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
         self.version += 1
         if self.dp.sharded:
             self._gathered = self.dp.full_weights(self.policy)
@@ -158,10 +185,18 @@ class Learner:
             "lag/p99": float(torch.quantile(lag, 0.99)),
             "lag/max": float(lag.max()),
             "actor/behaviour_abs_log_ratio": float(inputs.log_rho.abs()[mask > 0].mean()),
+            # the share of rows whose pi_prox came from the first epoch (algo.proximal=first_epoch) rather than a pass
+            "actor/prox_first_epoch": len(pending) / max(1, n),
             # of the policy's parameter elements, the share this rank holds (1 unsharded, ~1/N under fsdp2)
             "actor/param_share": self.dp.param_share(self.policy),
         })  # fmt: skip
         return metrics
+
+    def _complete_proximal(self, b: Any, pending: torch.Tensor) -> None:
+        """After the first epoch: every rank filled pi_prox for its share of the pending rows; all of them, on every
+        rank, from here on."""
+        self.dp.share_rows(b["prox_log_prob"], pending)
+        b["prox_version"][pending] = self.version
 
     def score(self, batch: DataProto, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(log-prob, entropy, value) of `rows` under the current weights, (r, T). Only valid decisions are fed to
@@ -200,6 +235,7 @@ class Learner:
         pass alone. The weights it leaves behind are not meant to be trained on."""
         add_proximal_columns(batch)
         take_behaviour_as_proximal(batch.batch, torch.arange(len(batch)))
+        batch.batch["prox_version"][:] = self.version
         env_steps = float(np.sum(batch.non_tensor_batch["env_steps"]))
         with self.lock:
             each = [measure(lambda: self._train(batch)) for _ in range(updates)]

@@ -5,8 +5,8 @@ Env workers call `ActorWorker.push(episodes)` as episodes finish; the actor work
 module holds no Ray handle of its own: it trains through the learner (learning/learner.py) and reaches the other
 processes through `TrainPeers` (Ray handles in a run, plain objects in tests). A trainer thread:
 1. adds arrivals to its queue (learning/episode_queue.py) and, while it waits, scores the episodes the next update
-   will take (pi_prox under the current weights), so scoring overlaps with the envs and no row is scored under a
-   version it will not be trained at;
+   will take (pi_prox under the current weights; under `algo.proximal=scoring_pass` only, first_epoch leaves it to
+   the update), so scoring overlaps with the envs and no row is scored under a version it will not be trained at;
 2. once B episodes are queued (B = `algo.train_batch_episodes`), applies the actor half of the staleness gate
    (learning/staleness.py): it asks the env workers for the oldest version among their open episodes and, in
    `pause` mode, waits while one of them could only be trained now; in `drop` mode it drops what is too old;
@@ -211,7 +211,8 @@ class TrainerLoop:
     def _score_stale_rows(self) -> None:
         """pi_prox (the work off-policy correction needs) for the rows the next update would take, if not yet
         scored under the current weights."""
-        if not self._queued() or not self.learner.scores_alone:  # fsdp2: every rank scores inside the update
+        # fsdp2: every rank scores inside the update; first_epoch: the update's first epoch is the scoring
+        if not self._queued() or not self.learner.scores_alone or not self.learner.scoring_pass:
             return
         t0 = time.time()
         scored = self.queue.score(self._plan()[0], self.learner.version, self.learner.score)

@@ -140,7 +140,7 @@ class ActorWorker(Worker):
         # the same scoring as the async queue's: rows the current weights produced take the rollout's own figures
         queue = EpisodeQueue()
         queue.add(add_proximal_columns(batch))
-        queue.score(np.arange(len(batch)), self.learner.version, self.learner.score_proximal)
+        queue.score(np.arange(len(batch)), self.learner.version, self.learner.proximal_scorer())
         self.buffer.append(batch)
         buffered = sum(len(b) for b in self.buffer)
         if buffered < self.algo.train_batch_episodes:
