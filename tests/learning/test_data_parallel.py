@@ -62,9 +62,10 @@ def test_two_actor_ranks_take_the_same_update_as_one(ray_session, small_cfg, tmp
     0, so its pi_prox is scored before it trains (scoring_pass) or filled by the first epoch, each rank its share of
     the rows (first_epoch): the second epoch then needs every rank to hold the other ranks' rows too."""
     cfg = small_cfg
-    # 8 episodes in minibatches of 4: two optimizer steps per epoch, each split 2 + 2 over two ranks (unequal token
-    # shares); two epochs, so the second one reads pi_prox of rows another rank filled
-    algo = dict(optimizer="sgd", lr=0.05, max_grad_norm=1e9, ppo_epochs=2, minibatch_size=4, train_batch_episodes=8,
+    # 8 episodes of ~4 decisions, minibatches of 16 decisions: ~4 rows, two optimizer steps per epoch, each split
+    # 2 + 2 over two ranks (unequal token shares); two epochs, so the second one reads pi_prox of rows another rank
+    # filled
+    algo = dict(optimizer="sgd", lr=0.05, max_grad_norm=1e9, ppo_epochs=2, minibatch_size=16, train_batch_episodes=8,
                 proximal=proximal)  # fmt: skip
     kwargs = _actor_kwargs(cfg, tmp_path, strategy, **algo)
     rng = np.random.default_rng(1)
@@ -76,6 +77,8 @@ def test_two_actor_ranks_take_the_same_update_as_one(ray_session, small_cfg, tmp
             for batch in batches:
                 results = group.ingest(batch)  # every rank gets the whole batch (verl ONE_TO_ALL dispatch)
                 assert all(r["updated"] for r in results)
+                # every rank trained a share of every minibatch (a rank with no rows reports no loss)
+                assert all("actor/pg_loss" in r for r in results)
             shares[n] = [r["actor/param_share"] for r in results]
             weights[n] = _weights(group, strategy)
         finally:
