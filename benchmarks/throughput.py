@@ -74,7 +74,7 @@ WORKLOADS = {
     ],  # fmt: skip
 }
 # env steps trained per run, by workload (--env-steps overrides): several updates each
-BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 16000, "libero_spatial": 3000}
+BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 32000, "libero_spatial": 3000}
 # No evaluation: it is outside the timed window anyway, and costs minutes over all repeats.
 COMMON = ["trainer.eval_every=0", "trainer.eval_episodes=0", "trainer.timeline=true"]
 TRAINERS = {
@@ -90,6 +90,11 @@ TRAINERS = {
 # never used for the headline ratios: a measured case for or against changing a default.
 VARIANTS = {
     "async_vla_s2": ["trainer=async_vla", "trainer.max_staleness=2"],
+    # the producers at nice 4 against the actor's 0: CFS weights 1024 to 423, the ratio the defaults gave before
+    # 2026-12-06 (Ray's workers at 15, the producers clamped at 19: 36 to 15)
+    "async_vla_old_priority": ["trainer=async_vla", "trainer.env_nice=4", "trainer.rollout_nice=4"],
+    # sync's actor on one thread, its default before 2026-12-06 (now every core: trainer.actor_threads=-1)
+    "sync_k2_actor1": ["trainer=sync", "trainer.pipeline_stages=2", "trainer.actor_threads=0"],
 }
 
 

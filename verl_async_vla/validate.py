@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from verl_async_vla.config.schema import WEIGHT_TRANSPORTS, RunConfig
 from verl_async_vla.learning.data_parallel import ACTOR_STRATEGIES
 from verl_async_vla.learning.learner import OPTIMIZERS
-from verl_async_vla.plumbing.process import core_layout
+from verl_async_vla.plumbing.process import actor_thread_count, core_layout
 
 
 def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
@@ -125,6 +125,9 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             "trainer.actor_workers must be >= 1; several data-parallel actor ranks need "
             "trainer.placement=disaggregated (colocated fuses one actor with each rollout worker)."
         )
+    if t.torch_threads < 1:
+        raise ValueError(f"trainer.torch_threads={t.torch_threads} must be >= 1.")
+    actor_thread_count(t.actor_threads, t.torch_threads, t.actor_workers, 1)  # raises with the fix named
     if t.actor_strategy not in ACTOR_STRATEGIES:
         raise ValueError(
             f"trainer.actor_strategy={t.actor_strategy!r} is unknown; use one of {list(ACTOR_STRATEGIES)}."

@@ -191,3 +191,14 @@ def test_every_env_config_takes_the_fault_and_restart_settings(env):
                                "trainer.worker_restarts=5", "run_dir=/tmp/x"))  # fmt: skip
     assert run.env.faults.step_timeout_s == 600 and run.trainer.worker_restarts == 5
     assert run.env.faults.inject.token  # derived from the run dir: injected faults are counted once per run
+
+
+def test_each_trainer_gives_its_actor_the_threads_its_schedule_leaves_free():
+    # sync: nothing runs beside a lockstep update, so every core; async: the producers run beside every update
+    sync, async_ = (validate(compose_cfg(f"trainer={t}", "run_dir=/tmp/x")).trainer for t in ("sync", "async_vla"))
+    assert (sync.actor_threads, async_.actor_threads) == (-1, 0)
+    assert sync.env_nice == async_.env_nice == 19 and sync.rollout_nice == async_.rollout_nice == 19
+    with pytest.raises(ValueError, match="trainer.actor_threads=-2 must be >= -1"):
+        validate({"trainer": {"actor_threads": -2}})
+    with pytest.raises(ValueError, match="trainer.torch_threads=0"):
+        validate({"trainer": {"torch_threads": 0}})

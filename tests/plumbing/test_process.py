@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from verl_async_vla.plumbing.process import core_layout, pin_to_cores
+from verl_async_vla.plumbing.process import actor_thread_count, core_layout, pin_to_cores
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
 
@@ -54,3 +54,13 @@ def test_pinning_moves_every_thread_of_the_process_and_threads_started_later_inh
         release.set()
         pin_to_cores(before)
     assert os.sched_getaffinity(0) == before
+
+
+def test_the_actor_thread_count_is_given_the_workers_own_or_the_cores_over_the_ranks():
+    assert actor_thread_count(3, torch_threads=1, actor_ranks=1, cores=2) == 3
+    assert actor_thread_count(0, torch_threads=2, actor_ranks=1, cores=8) == 2
+    assert actor_thread_count(-1, torch_threads=1, actor_ranks=1, cores=2) == 2
+    assert actor_thread_count(-1, torch_threads=1, actor_ranks=2, cores=8) == 4
+    assert actor_thread_count(-1, torch_threads=1, actor_ranks=4, cores=2) == 1  # never none
+    with pytest.raises(ValueError, match="trainer.actor_threads"):
+        actor_thread_count(-2, torch_threads=1, actor_ranks=1, cores=2)

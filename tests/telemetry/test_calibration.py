@@ -81,6 +81,21 @@ def test_the_actor_counts_at_its_fastest_timed_update():
     assert b["slowest"] == "actor" and b["disaggregated"] == pytest.approx(500.0)
 
 
+def test_the_actor_counts_its_fastest_update_for_capacity_and_its_cheapest_for_cpu():
+    # ActorWorker.calibrate times one thread and the trainer's actor_threads: two threads finish sooner but burn
+    # more CPU per step, and the bound must hold for a trainer on either
+    per_update = [{"wall_s": 2.0, "cpu_s": 1.9, "threads": 1}, {"wall_s": 1.2, "cpu_s": 2.3, "threads": 2}]
+    measured = {
+        "cores": 2, "env_steps_per_decision": 4.0,
+        "env": {"env_steps": 1000, "env_steps_per_s": 5000.0, "cpu_s": 0.1},
+        "rollout": {"workers": 1, "batches": [{"batch": 8, "rows": 8000, "wall_s": 1.0, "cpu_s": 0.1}]},
+        "actor": {"updates": 2, "env_steps": 2000, "wall_s": 3.2, "cpu_s": 4.2, "per_update": per_update,
+                  "env_steps_per_update": 1000},
+    }  # fmt: skip
+    b = bounds_from_measurements(measured)
+    assert b["stages"]["actor"] == {"capacity": pytest.approx(1000 / 1.2), "cpu_s_per_step": pytest.approx(1.9e-3)}
+
+
 def test_the_observations_crossings_count_in_the_machine_bound_only():
     measured = {
         "cores": 2, "env_steps_per_decision": 4.0,

@@ -205,10 +205,15 @@ class TrainerConfig:
         "disaggregated"  # disaggregated: a pool per role | colocated: rollout + actor share processes
     )
     torch_threads: int = 1  # per worker: 2 cores are shared by all Ray actors
-    # CPU priority (Linux nice, added to the worker processes' own): the actor keeps its priority and the producers
-    # yield to it, so on shared cores the stage that sets the pace never waits for a core (plumbing/process.py)
-    env_nice: int = 10
-    rollout_nice: int = 5
+    # the actor's intra-op threads (plumbing/process.py: actor_thread_count): 0 = torch_threads, -1 = the machine's
+    # cores over the actor ranks. sync (-1): nothing else runs during a lockstep update, so it may take every core;
+    # async_vla (0): the producers run beside it, and a second thread only waits at their barriers (docs/architecture.md)
+    actor_threads: int = -1
+    # CPU priority (Linux nice, added to the worker processes' own; Ray started by the run puts every worker at 0):
+    # the actor keeps its priority and the producers yield to it, so on shared cores the stage that sets the pace
+    # never waits for a core. 19 is the lowest: CFS weighs nice 0 against 19 as 1024 to 15 (plumbing/process.py)
+    env_nice: int = 19
+    rollout_nice: int = 19
     # where processes may run (plumbing/process.py: core_layout): shared = anywhere; actor_apart = each actor rank
     # on a core of its own, every other process (driver, Ray's own, env, rollout) on the rest
     cpu_layout: str = "shared"

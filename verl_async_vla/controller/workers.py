@@ -18,7 +18,7 @@ from verl_async_vla.config.schema import FaultInjectionConfig, RunConfig
 from verl_async_vla.envs import check_env_backend
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
 from verl_async_vla.models.sft import start_checkpoint
-from verl_async_vla.plumbing.process import core_layout, pin_to_cores
+from verl_async_vla.plumbing.process import actor_thread_count, core_layout, pin_to_cores
 from verl_async_vla.workers import ActorWorker, EnvWorker, RolloutWorker
 from verl_async_vla.workers.placement import init_ray, release, spawn_colocated, spawn_group
 
@@ -127,7 +127,10 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, niceness=t.rollout_nice,
                                       **rollout_kwargs)  # fmt: skip
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
-                        actor_strategy=t.actor_strategy, **common)  # fmt: skip
+                        actor_strategy=t.actor_strategy, seed=cfg.seed,
+                        # actor_apart: a rank's threads share its one core
+                        torch_threads=actor_thread_count(t.actor_threads, t.torch_threads, t.actor_workers,
+                                                         len(actor_cores or []) or os.cpu_count() or 1))  # fmt: skip
     if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
         roles = {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)}
         groups = spawn_colocated(roles, t.rollout_workers, "policy", use_gpu=gpu)

@@ -41,12 +41,15 @@ def resident_mb() -> float:
 
 
 def process_info(role: str, rank: int) -> dict:
+    """What a worker reports about itself; `nice` and `torch_threads` say what CPU it may take beside the others."""
     return {
         "role": role,
         "rank": rank,
         "pid": os.getpid(),
         "node": ray.get_runtime_context().get_node_id(),
         "rss_mb": resident_mb(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None,
+        "torch_threads": torch.get_num_threads(),
     }
 
 
@@ -78,6 +81,18 @@ def lower_priority(niceness: int) -> int:
         except (OSError, ProcessLookupError):  # a thread that ended meanwhile
             pass
     return changed
+
+
+def actor_thread_count(actor_threads: int, torch_threads: int, actor_ranks: int, cores: int) -> int:
+    """`trainer.actor_threads` -> each actor rank's intra-op threads: n > 0 as given, 0 = `torch_threads` (every
+    worker's), -1 = this machine's cores shared out over the actor ranks."""
+    if actor_threads > 0:
+        return actor_threads
+    if actor_threads == 0:
+        return torch_threads
+    if actor_threads == -1:
+        return max(1, cores // max(1, actor_ranks))
+    raise ValueError(f"trainer.actor_threads={actor_threads} must be >= -1 (0: trainer.torch_threads; -1: every core).")
 
 
 CPU_LAYOUTS = ("shared", "actor_apart")  # trainer.cpu_layout

@@ -7,7 +7,8 @@ stage runs alone, on the same worker processes and thread budgets the trainers u
 - env: every env of every env worker steps on its own lane with a fixed action, resetting after the episode length
   the policy actually plays (`episode_env_steps`), so resets weigh as much as in training;
 - inference: a rollout worker answers recorded observations at each batch size a trainer can form;
-- actor: PPO updates on a recorded training batch (on-policy: no proximal scoring pass is needed);
+- actor: PPO updates on a recorded training batch (on-policy: no proximal scoring pass is needed), at one thread
+  and at the trainer's `actor_threads`: capacity from the fastest update, CPU per step from the cheapest;
 - transport: every decision's observation leaves the env process for each process that needs it (the rollout
   worker, and the actor with the episode; one crossing when they share a process): at least one serialisation and
   one deserialisation each, timed on the recorded observations (pickle, the cheapest wire format Ray uses).
@@ -85,11 +86,13 @@ def stage_costs_from_measurements(measured: dict[str, Any]) -> dict[str, StageCo
     rollout = StageCost(
         workers * best["rows"] / best["wall_s"] * per_decision, best["cpu_s"] / best["rows"] / per_decision
     )
-    # the fastest of the timed updates: anything else on the machine (a process ending, the first update's
-    # allocations) only slows an update, and a bound must hold for the best trainer
-    fastest = min(actor.get("per_update", [actor]), key=lambda u: u["wall_s"])
+    # the fastest of the timed updates and, apart, the cheapest: anything else on the machine (a process ending, the
+    # first update's allocations) only slows an update, and a bound must hold for the best trainer, whose actor may
+    # train on more threads (faster, and dearer in CPU: ActorWorker.calibrate times both) or on one
+    updates = actor.get("per_update", [actor])
     steps = actor["env_steps_per_update"] if "per_update" in actor else actor["env_steps"]
-    actor_cost = StageCost(steps / fastest["wall_s"], fastest["cpu_s"] / steps)
+    fastest = min(u["wall_s"] for u in updates)
+    actor_cost = StageCost(steps / fastest, min(u["cpu_s"] for u in updates) / steps)
     return {"env": env_cost, "rollout": rollout, "actor": actor_cost}
 
 

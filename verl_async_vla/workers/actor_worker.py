@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import ray
+import torch
 from verl import DataProto
 from verl.single_controller.base import Worker
 from verl.single_controller.base.decorator import Dispatch, Execute, register
@@ -176,8 +177,19 @@ class ActorWorker(Worker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def calibrate(self, batch: DataProto, updates: int) -> dict:
-        """The learner alone (learning/learner.py: calibrate). Only for a calibration worker set."""
-        return self.learner.calibrate(batch, updates)
+        """The learner alone (learning/learner.py: calibrate), at one intra-op thread and at this worker's own count
+        (`trainer.actor_threads`): async's actor trains beside the producers on one, a lockstep update may take every
+        core, and the bound must hold for either (each update is tagged with its `threads`). Only for a calibration
+        worker set."""
+        own = torch.get_num_threads()
+        runs = []
+        for threads in sorted({1, own}):
+            torch.set_num_threads(threads)
+            run = self.learner.calibrate(batch, updates)
+            runs.append(run | {"per_update": [u | {"threads": threads} for u in run["per_update"]]})
+        torch.set_num_threads(own)
+        merged = {k: sum(r[k] for r in runs) for k in ("updates", "env_steps", "wall_s", "cpu_s")}
+        return runs[-1] | merged | {"per_update": [u for r in runs for u in r["per_update"]]}
 
     @register(dispatch_mode=Dispatch.ALL_TO_ALL, execute_mode=Execute.RANK_ZERO)
     def ledger_report(self) -> dict[str, list[int]]:

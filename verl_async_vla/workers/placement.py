@@ -47,6 +47,10 @@ def init_ray(address: str | None, logical_cpus: int) -> None:
     )
     if address is None:
         kwargs["num_cpus"] = logical_cpus
+        # Ray starts its workers at nice 15 by default, so the actor would sit at 15 and the producers clamp at 19:
+        # CFS weights 36 to 15, and the actor got ~0.75 of a core it shared with a producer (trainer.env_nice).
+        # At 0 the actor keeps the driver's priority (weights 1024 to 15). A cluster joined by address keeps its own.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address=address, **kwargs)
 
 
