@@ -244,6 +244,15 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
                     f"{cpu.get('busy_cores', float('nan')):.2f} of {cpu.get('cores', 0):.0f} | "
                     f"{lag.get('mean', 0):.2f} | {lag.get('max', 0):.0f} |"
                 )
+        variants = [(w, k[: -len("_over_sync_trained")]) for w in new for k in w if k.endswith("_over_sync_trained")
+                    and k != "async_over_sync_trained"]  # fmt: skip
+        if variants:
+            lines += ["", "Labelled non-default settings, run in the same repeats against the same bound and best sync (never",
+                      "the headline; benchmarks/throughput.py: VARIANTS says what each changes):", "",
+                      "| workload | variant | trained/s (median) | / best sync | / machine bound |", "|---|---|---|---|---|"]  # fmt: skip
+            for w, v in variants:
+                lines.append(f"| {w['name']} | {v} | {fmt.format(w[f'{v}_trained_per_s_median'])} | "
+                             f"{w[f'{v}_over_sync_trained']:.2f}x | {w[f'{v}_over_machine_bound_trained']:.0%} |")  # fmt: skip
         lines += ["", "The calibration behind the bounds (each stage alone: env steps/s it handles, core-ms of CPU per env",
                   "step; inference at its cheapest batch; the actor without a scoring pass, whose cost is shown apart):", "",
                   "| workload | env | rollout | actor | actor scoring pass, core-s per batch | CPU limit (cores / core-ms) | "

@@ -195,7 +195,9 @@ def test_every_env_config_takes_the_fault_and_restart_settings(env):
 
 def test_each_trainer_gives_its_actor_the_threads_its_schedule_leaves_free():
     # sync: nothing runs beside a lockstep update, so every core; async: the producers run beside every update
-    sync, async_ = (validate(compose_cfg(f"trainer={t}", "run_dir=/tmp/x")).trainer for t in ("sync", "async_vla"))
+    sync, async_ = (
+        validate(compose_cfg(f"trainer={t}", "run_dir=/tmp/x")).trainer for t in ("sync", "async_vla")
+    )
     assert (sync.actor_threads, async_.actor_threads) == (-1, 0)
     assert sync.env_nice == async_.env_nice == 19 and sync.rollout_nice == async_.rollout_nice == 19
     with pytest.raises(ValueError, match="trainer.actor_threads=-2 must be >= -1"):

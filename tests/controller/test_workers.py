@@ -10,7 +10,9 @@ from verl_async_vla.controller.workers import spawn_workers
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("trainer, actor_threads, threads", [("sync", -1, os.cpu_count()), ("async_vla", 0, 1)])
+@pytest.mark.parametrize(
+    "trainer, actor_threads, threads", [("sync", -1, os.cpu_count()), ("async_vla", 0, 1)]
+)
 def test_the_producers_yield_to_the_actor_and_its_threads_follow_the_trainer(
     ray_session, small_cfg, trainer, actor_threads, threads
 ):

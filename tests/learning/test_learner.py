@@ -27,12 +27,16 @@ def _learners(tmp_path, rollout_episodes, minibatch_size: int):
     ckpt = save_checkpoint(tmp_path / "init.safetensors", policy, MODEL)
     learners, calls = {}, {}
     for proximal in ("scoring_pass", "first_epoch"):
-        algo = AlgoConfig(ppo_epochs=2, minibatch_size=minibatch_size, train_batch_episodes=4, proximal=proximal)
+        algo = AlgoConfig(
+            ppo_epochs=2, minibatch_size=minibatch_size, train_batch_episodes=4, proximal=proximal
+        )
         learner = Learner(MODEL, algo, str(ckpt), seed=0)
         learner.update(episodes_to_proto(rollout_episodes(policy, n=4, seed=1), HORIZON))
         calls[proximal] = []
         scorer = learner.score_proximal
-        learner.score_proximal = lambda batch, rows, s=scorer, c=calls[proximal]: c.append(len(rows)) or s(batch, rows)
+        learner.score_proximal = lambda batch, rows, s=scorer, c=calls[proximal]: (
+            c.append(len(rows)) or s(batch, rows)
+        )
         learners[proximal] = learner
     stale = episodes_to_proto(rollout_episodes(policy, n=4, seed=2), HORIZON)
     return learners, calls, stale
@@ -63,8 +67,11 @@ def test_first_epoch_gives_the_scoring_pass_pi_prox_and_update_with_one_minibatc
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=f"{name}: the updates differ")
 
+
 def test_first_epoch_with_several_minibatches_sees_the_weights_the_update_moved(tmp_path, rollout_episodes):
-    learners, calls, stale = _learners(tmp_path, rollout_episodes, minibatch_size=HORIZON)  # one row per minibatch
+    learners, calls, stale = _learners(
+        tmp_path, rollout_episodes, minibatch_size=HORIZON
+    )  # one row per minibatch
     batches = {k: copy.deepcopy(stale) for k in learners}
     for k in learners:
         learners[k].update(batches[k])
@@ -80,7 +87,9 @@ def test_first_epoch_with_several_minibatches_sees_the_weights_the_update_moved(
     [("none", "first_epoch"), ("behaviour_ppo", "first_epoch"), ("topr", "first_epoch"),
      ("tis", "scoring_pass"), ("decoupled_ppo", "scoring_pass"), ("vtrace", "scoring_pass")],
 )  # fmt: skip
-def test_auto_takes_a_scoring_pass_only_where_the_correction_reads_pi_prox_before_the_epochs(correction, resolved):
+def test_auto_takes_a_scoring_pass_only_where_the_correction_reads_pi_prox_before_the_epochs(
+    correction, resolved
+):
     assert proximal_pass(AlgoConfig(off_policy=correction)) == resolved
     assert proximal_pass(AlgoConfig(off_policy=correction, proximal="scoring_pass")) == "scoring_pass"
 

@@ -93,7 +93,10 @@ def test_the_actor_counts_its_fastest_update_for_capacity_and_its_cheapest_for_c
                   "env_steps_per_update": 1000},
     }  # fmt: skip
     b = bounds_from_measurements(measured)
-    assert b["stages"]["actor"] == {"capacity": pytest.approx(1000 / 1.2), "cpu_s_per_step": pytest.approx(1.9e-3)}
+    assert b["stages"]["actor"] == {
+        "capacity": pytest.approx(1000 / 1.2),
+        "cpu_s_per_step": pytest.approx(1.9e-3),
+    }
 
 
 def test_the_observations_crossings_count_in_the_machine_bound_only():

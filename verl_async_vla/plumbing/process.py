@@ -92,7 +92,9 @@ def actor_thread_count(actor_threads: int, torch_threads: int, actor_ranks: int,
         return torch_threads
     if actor_threads == -1:
         return max(1, cores // max(1, actor_ranks))
-    raise ValueError(f"trainer.actor_threads={actor_threads} must be >= -1 (0: trainer.torch_threads; -1: every core).")
+    raise ValueError(
+        f"trainer.actor_threads={actor_threads} must be >= -1 (0: trainer.torch_threads; -1: every core)."
+    )
 
 
 CPU_LAYOUTS = ("shared", "actor_apart")  # trainer.cpu_layout
