@@ -148,9 +148,8 @@ class Learner:
                     log_prob, entropy, vpred = self.score(batch, r)
                     if epoch == 0 and len(pending) and len(rows):
                         stale = b["prox_version"][r] != self.version
-                        if (
-                            stale.any()
-                        ):  # pi_prox of these rows: this forward, detached (the loss's centre below)
+                        # pi_prox of these rows: this forward, detached (the loss's centre below)
+                        if stale.any():
                             b["prox_log_prob"][r[stale]] = log_prob[stale].detach()
                             inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
                     loss, m = actor_critic_loss(
