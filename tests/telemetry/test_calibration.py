@@ -66,17 +66,24 @@ def test_inference_counts_at_its_cheapest_batch_in_env_steps():
     assert b["machine"] == pytest.approx(min(2 / (1e-3 + 1 / 3200 + 2e-3), 500.0))
 
 
-def test_the_actor_counts_at_its_fastest_timed_update():
-    # three updates of 1000 env steps; the second was slowed by something else on the machine
-    per_update = [{"wall_s": 2.0, "cpu_s": 1.9}, {"wall_s": 5.0, "cpu_s": 4.0}, {"wall_s": 2.5, "cpu_s": 2.4}]
+def actor_bound(per_update: list[dict]) -> dict:
+    """The bounds of a workload whose actor made `per_update` updates of 1000 env steps (the other stages fast)."""
     measured = {
         "cores": 2, "env_steps_per_decision": 4.0,
         "env": {"env_steps": 1000, "env_steps_per_s": 5000.0, "cpu_s": 0.1},
         "rollout": {"workers": 1, "batches": [{"batch": 8, "rows": 8000, "wall_s": 1.0, "cpu_s": 0.1}]},
-        "actor": {"updates": 3, "env_steps": 3000, "wall_s": 9.5, "cpu_s": 8.3, "per_update": per_update,
-                  "env_steps_per_update": 1000},
+        "actor": {"updates": len(per_update), "env_steps": 1000 * len(per_update),
+                  "wall_s": sum(u["wall_s"] for u in per_update), "cpu_s": sum(u["cpu_s"] for u in per_update),
+                  "per_update": per_update, "env_steps_per_update": 1000},
     }  # fmt: skip
-    b = bounds_from_measurements(measured)
+    return bounds_from_measurements(measured)
+
+
+def test_the_actor_counts_at_its_fastest_timed_update():
+    # three updates of 1000 env steps; the second was slowed by something else on the machine
+    b = actor_bound(
+        [{"wall_s": 2.0, "cpu_s": 1.9}, {"wall_s": 5.0, "cpu_s": 4.0}, {"wall_s": 2.5, "cpu_s": 2.4}]
+    )
     assert b["stages"]["actor"] == {"capacity": pytest.approx(500.0), "cpu_s_per_step": pytest.approx(1.9e-3)}
     assert b["slowest"] == "actor" and b["disaggregated"] == pytest.approx(500.0)
 
@@ -84,15 +91,9 @@ def test_the_actor_counts_at_its_fastest_timed_update():
 def test_the_actor_counts_its_fastest_update_for_capacity_and_its_cheapest_for_cpu():
     # ActorWorker.calibrate times one thread and the trainer's actor_threads: two threads finish sooner but burn
     # more CPU per step, and the bound must hold for a trainer on either
-    per_update = [{"wall_s": 2.0, "cpu_s": 1.9, "threads": 1}, {"wall_s": 1.2, "cpu_s": 2.3, "threads": 2}]
-    measured = {
-        "cores": 2, "env_steps_per_decision": 4.0,
-        "env": {"env_steps": 1000, "env_steps_per_s": 5000.0, "cpu_s": 0.1},
-        "rollout": {"workers": 1, "batches": [{"batch": 8, "rows": 8000, "wall_s": 1.0, "cpu_s": 0.1}]},
-        "actor": {"updates": 2, "env_steps": 2000, "wall_s": 3.2, "cpu_s": 4.2, "per_update": per_update,
-                  "env_steps_per_update": 1000},
-    }  # fmt: skip
-    b = bounds_from_measurements(measured)
+    b = actor_bound(
+        [{"wall_s": 2.0, "cpu_s": 1.9, "threads": 1}, {"wall_s": 1.2, "cpu_s": 2.3, "threads": 2}]
+    )
     assert b["stages"]["actor"] == {
         "capacity": pytest.approx(1000 / 1.2),
         "cpu_s_per_step": pytest.approx(1.9e-3),
