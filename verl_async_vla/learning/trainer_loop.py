@@ -134,6 +134,8 @@ class TrainerLoop:
             None  # newest snapshot not yet published
         )
         self.publish_lag = publish_lag
+        # the newest version every rollout worker serves (the driver published the start weights before the loop)
+        self.serving = learner.version
         self.held: deque[tuple[dict[str, torch.Tensor], int]] = deque()  # snapshots the lag still holds back
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="actor-trainer", daemon=True)
@@ -189,9 +191,15 @@ class TrainerLoop:
         return len(self.queue)
 
     def _stragglers_done(self) -> bool:
-        """`pause`: no open episode may be one that could only be trained in this update."""
+        """`pause`: no open episode may be one that could only be trained in this update. Asked only once the
+        rollout workers serve the newest version due (u - publish_lag): until then an env can still start an episode
+        on the version before, after this check, and that episode could only be trained one version too late
+        (tests/learning/test_trainer_loop.py caught it: a decision trained 2 versions after it was chosen at S = 1)."""
         if self.rule.policy != "pause":
             return True
+        with self.cond:
+            if self.serving < self.learner.version - self.publish_lag:
+                return False
         return not any(self.rule.must_train(v, self.learner.version) for v in self.peers.open_versions())
 
     def _plan(self) -> tuple[np.ndarray, np.ndarray, int]:
@@ -291,6 +299,9 @@ class TrainerLoop:
         self.stats["rollout_stall_s"] += max((s for _, s in answers), default=0.0)
         self.published = (weights_to_wire(weights), version)  # what the driver hands a rejoining worker
         self.peers.advance(version)
+        with self.cond:
+            self.serving = max(self.serving, version)
+            self.cond.notify_all()
         self.weight_spans.record(t0, batch=1, version=version, kind="publish")
 
     def newest(self) -> tuple[dict, int] | None:
