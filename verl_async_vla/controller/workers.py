@@ -127,10 +127,10 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
         eval_rollout_wg = spawn_group(RolloutWorker, 1, "eval_rollout", use_gpu=gpu, niceness=t.rollout_nice,
                                       **rollout_kwargs)  # fmt: skip
     actor_kwargs = dict(model_cfg=model_cfg, algo_cfg=dataclasses.asdict(cfg.algo), init_checkpoint=init_ckpt,
-                        actor_strategy=t.actor_strategy, seed=cfg.seed,
-                        # actor_apart: a rank's threads share its one core
-                        torch_threads=actor_thread_count(t.actor_threads, t.torch_threads, t.actor_workers,
-                                                         len(actor_cores or []) or os.cpu_count() or 1))  # fmt: skip
+                        actor_strategy=t.actor_strategy,
+                        # the actor's own thread count (actor_apart: a rank's threads share its one core)
+                        **{**common, "torch_threads": actor_thread_count(t.actor_threads, t.torch_threads,
+                           t.actor_workers, len(actor_cores or []) or os.cpu_count() or 1)})  # fmt: skip
     if t.placement == "colocated":  # one process per rank holds both models (verl's colocated worker)
         roles = {"rollout": (RolloutWorker, rollout_kwargs), "actor": (ActorWorker, actor_kwargs)}
         groups = spawn_colocated(roles, t.rollout_workers, "policy", use_gpu=gpu)
