@@ -41,9 +41,13 @@ def test_async_run_keeps_the_staleness_bound_and_the_ledger(ray_session, small_c
     assert summary["env_steps_executed"] >= summary["env_steps"]  # open episodes' steps count as work done
     if stale_policy == "pause":
         assert ledger["episodes_dropped_stale"] == 0
-        # the budget counts trained env steps and producers stop at it: nothing finished is left untrained, and
-        # no episode was open at the stop (every start credit granted was for an episode the budget trains)
-        assert ledger["episodes_in_flight"] == 0 and ledger["episodes_abandoned_open"] == 0, ledger
+        # what was started but never trained (finished and queued, or open at the stop) is bounded by the gate: by
+        # version w it has granted (w + S + 1) x B + E starts and w updates trained >= w x B of them. The budget's
+        # episode cap (learning/budget.py) is an estimate from mean lengths and usually leaves 0, but not always
+        # (longer episodes than estimated cross the budget a batch early: CI once saw 2 finished, 0 open).
+        left = ledger["episodes_in_flight"] + ledger["episodes_abandoned_open"]
+        envs = small_cfg.env.num_workers * small_cfg.env.num_envs_per_worker
+        assert left <= (bound + 1) * small_cfg.algo.train_batch_episodes + envs, ledger
     assert summary["env_steps_trained"] >= 150
     assert summary["trained_env_steps_per_s"] == pytest.approx(
         summary["env_steps_trained"] / (summary["wall_minutes"] * 60)

@@ -88,9 +88,12 @@ class Producers:
             ep.env_steps += 2
             if len(ep) == length:
                 ep.episode_id, self.next_id = self.next_id, self.next_id + 1
+                # pushed before it stops being reported open, as the env workers do (sampling/env_stream.py reports
+                # an episode until its push is received): popped first, the loop could see it neither open nor
+                # arrived, train without it and leave it one version too late (a CI failure: lag 2 at S = 1)
+                self.loop.push(episodes_to_proto([ep], HORIZON))
                 with self.peers.lock:
                     self.peers.open.pop(env)
-                self.loop.push(episodes_to_proto([ep], HORIZON))
                 self.pushed += 1
                 self.episodes[env] = self._new(env)
 

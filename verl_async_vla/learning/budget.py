@@ -16,8 +16,10 @@ def episodes_for_budget(budget_env_steps: int, trained_env_steps: int, trained_e
                         batch_episodes: int, max_episode_steps: int) -> int:  # fmt: skip
     """Episode starts the whole run needs: the episodes trained so far plus those of the updates the rest of the
     budget takes at the mean trained episode length (the env's longest before any is trained), in whole batches,
-    since only a full batch trains (an update may take more than a batch: must-train stragglers). If episodes turn out shorter, the cap rises on the next call (a short pause at the end); longer,
-    and the last batch overshoots the budget a little, which is trained all the same."""
+    since only a full batch trains (an update may take more than a batch: must-train stragglers). If episodes turn out
+    shorter than the estimate, the cap rises on the next call (a short pause at the end); longer, and the budget is
+    crossed a batch early, leaving the credits granted for that batch as episodes queued or open at the stop: counted
+    in the ledger (`episodes_in_flight`, `episodes_abandoned_open`) and not in the trained-steps headline."""
     if batch_episodes < 1:
         raise ValueError(f"batch_episodes must be >= 1, got {batch_episodes}")
     mean_len = trained_env_steps / trained_episodes if trained_episodes else float(max_episode_steps)
