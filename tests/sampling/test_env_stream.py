@@ -13,11 +13,11 @@ from verl import DataProto
 
 from verl_async_vla.config.schema import EnvConfig, ModelConfig
 from verl_async_vla.models import build_policy
+from verl_async_vla.models.policy import PolicyObs
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.sampling.stream_peers import StreamPlane
-from verl_async_vla.workers.codec import proto_to_policy_obs
 
 ENV = EnvConfig(num_workers=1, num_envs_per_worker=2, image_size=16, max_episode_steps=8)
 MODEL = ModelConfig(image_size=16, channels=4, hidden=16, text_dim=8, chunk=2, init="scratch")
@@ -32,12 +32,13 @@ class Policy:
         torch.manual_seed(0)
         self.model, self.version, self.lock = build_policy(MODEL).eval(), 0, threading.RLock()
 
-    def generate(self, data: DataProto) -> DataProto:
+    def act_rows(self, rows):
+        obs = PolicyObs(torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"]))
         with torch.no_grad():
-            out = self.model.act(proto_to_policy_obs(data))
+            out = self.model.act(obs)
         n = out.actions.shape[0]
-        return DataProto.from_dict(tensors={"actions": out.actions, "old_log_prob": out.log_prob, "values": out.value,
-                                            "policy_version": torch.full((n,), self.version, dtype=torch.long)})  # fmt: skip
+        return {"actions": out.actions.numpy(), "old_log_prob": out.log_prob.numpy(), "values": out.value.numpy(),
+                "policy_version": np.full(n, self.version, dtype=np.int64)}  # fmt: skip
 
 
 class FakePeers:
@@ -82,7 +83,7 @@ class FakePeers:
 @pytest.fixture
 def plane():
     policy = Policy()
-    server = InferenceServer(policy.generate, policy.lock, 0, max_batch=8, max_wait_s=0.0, host="127.0.0.1",
+    server = InferenceServer(policy.act_rows, policy.lock, 0, max_batch=8, max_wait_s=0.0, host="127.0.0.1",
                              authkey=AUTHKEY)  # fmt: skip
     lanes = EnvLanes(ENV, seed=0, rank=0)
     yield policy, StreamPlane([server.address], AUTHKEY, actor=None, gate=None, horizon=HORIZON), lanes

@@ -4,7 +4,8 @@ Env workers send requests over the request channel (sampling/request_channel.py:
 number of env workers per rollout worker, each sending whatever observations it has ready). One serving thread
 reads them, forms batches with the `DynamicBatcher` (at most `max_batch` rows, or what waited `max_wait_ms`, oldest
 first), runs the policy, and sends each env worker its rows of the answer on its connection. New weights are
-applied between batches, never during one.
+applied between batches, never during one. Rows stay numpy from the socket to the policy and back (`act`: the rollout
+worker's `act_rows`): no DataProto on this path.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
-from verl import DataProto
 
 from verl_async_vla.plumbing.wire import split_env_key
-from verl_async_vla.sampling.batcher import DynamicBatcher
+from verl_async_vla.sampling.batcher import DynamicBatcher, Rows, num_rows
 from verl_async_vla.sampling.request_channel import Address, RequestServer
 
 # a rollout answer's columns that travel back to the env workers; action_trace only where the policy has one
@@ -27,9 +26,10 @@ ANSWER_COLUMNS = ("actions", "old_log_prob", "values", "policy_version", "action
 
 
 class InferenceServer:
-    def __init__(self, generate: Callable[[DataProto], DataProto], model_lock: threading.RLock, rank: int,
+    def __init__(self, act: Callable[[Rows], Rows], model_lock: threading.RLock, rank: int,
                  max_batch: int, max_wait_s: float, host: str, authkey: bytes):  # fmt: skip
-        self.generate, self.model_lock, self.rank = generate, model_lock, rank
+        """`act`: observation rows (image, state, instruction) -> answer columns (ANSWER_COLUMNS), numpy both ways."""
+        self.act, self.model_lock, self.rank = act, model_lock, rank
         self.batcher = DynamicBatcher(max_batch, max_wait_s)  # touched by the serving thread only
         self.stopping = False
         self.stats = {"batches": 0, "rows": 0, "queue_wait_s": 0.0}
@@ -46,11 +46,7 @@ class InferenceServer:
     def submit(self, rows: dict[str, Any]) -> None:
         """Numpy rows from an env worker (image, state, instruction, env_key and the request's clocks); called by
         `RequestServer.poll` on the serving thread."""
-        rows = DataProto.from_dict(
-            tensors={k: torch.from_numpy(rows[k]) for k in ("image", "state")},
-            non_tensors={k: v for k, v in rows.items() if k not in ("image", "state")},
-        )
-        rows.non_tensor_batch["t_received"] = np.full(len(rows), time.time())
+        rows["t_received"] = np.full(num_rows(rows), time.time())
         self.batcher.put(0, rows, time.monotonic())
 
     def _serve(self) -> None:
@@ -60,12 +56,13 @@ class InferenceServer:
                 wait = self.batcher.wait_left(time.monotonic())
                 # what arrived meanwhile joins the batch (continuous batching: `max_wait_ms` 0 adds no wait)
                 self.channel.poll(0.1 if wait is None else wait)
-                batch = self.batcher.pop_batch(time.monotonic())
-                if batch is None:
+                popped = self.batcher.pop_batch(time.monotonic())
+                if popped is None:
                     continue
-                self.stats["queue_wait_s"] += batch.meta_info.pop("queue_wait_s")
+                batch, queue_wait_s = popped
+                self.stats["queue_wait_s"] += queue_wait_s
                 self.stats["batches"] += 1
-                self.stats["rows"] += len(batch)
+                self.stats["rows"] += num_rows(batch)
                 # a version change waits until this batch's answers are on their way; while one holds the lock,
                 # its barrier's acks must still be read (RequestServer.barrier)
                 while not self.model_lock.acquire(timeout=0.002):
@@ -80,12 +77,12 @@ class InferenceServer:
         finally:
             self.channel.close()
 
-    def _answer(self, batch: DataProto) -> None:
+    def _answer(self, batch: Rows) -> None:
         t_start = time.time()
-        answer = self.generate(batch)
-        columns = {k: answer.batch[k].numpy() for k in ANSWER_COLUMNS if k in answer.batch.keys()}
+        answer = self.act(batch)
+        columns = {k: answer[k] for k in ANSWER_COLUMNS if k in answer}
         for key in ("env_key", "request", "t_posted", "t_sent", "t_received"):  # ids and clocks travel back
-            columns[key] = batch.non_tensor_batch[key]
+            columns[key] = batch[key]
         t_end = time.time()
         shards, _ = split_env_key(columns["env_key"])
         for shard in np.unique(shards):

@@ -16,6 +16,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.learning.weight_plane import BucketLayout, WeightGroup, digest
 from verl_async_vla.models import build_policy
+from verl_async_vla.models.policy import PolicyObs
 from verl_async_vla.plumbing.process import lower_priority, pin_to_cores, process_info, set_thread_budget
 from verl_async_vla.plumbing.wire import weights_from_wire
 from verl_async_vla.sampling.inference_server import InferenceServer
@@ -98,7 +99,7 @@ class RolloutWorker(Worker):
     def start_serving(self, max_batch: int, max_wait_ms: float, authkey: bytes) -> Address:
         """Serve env workers' requests (sampling/inference_server.py). -> the request channel's address, where env
         workers connect (sampling/request_channel.py)."""
-        self.server = InferenceServer(self.generate, self.model_lock, self.rank, max_batch, max_wait_ms / 1000.0,
+        self.server = InferenceServer(self.act_rows, self.model_lock, self.rank, max_batch, max_wait_ms / 1000.0,
                                       ray.util.get_node_ip_address(), authkey)  # fmt: skip
         return self.server.address
 
@@ -153,12 +154,22 @@ class RolloutWorker(Worker):
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def generate(self, data: DataProto) -> DataProto:
+        """The driver's path (lockstep): a DataProto of observations -> one of answers."""
+        deterministic = bool(data.meta_info.get("deterministic", False))
+        tensors = self._act(proto_to_policy_obs(data), deterministic)
+        return DataProto.from_dict(tensors=tensors, non_tensors={"env_key": data.non_tensor_batch["env_key"]})
+
+    def act_rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The inference server's path (async): numpy observation rows -> numpy answer columns, no DataProto."""
+        obs = PolicyObs(torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"]))
+        return {k: v.numpy() for k, v in self._act(obs, deterministic=False).items()}
+
+    def _act(self, obs: PolicyObs, deterministic: bool) -> dict[str, torch.Tensor]:
         if self.policy_version < 0:
             raise RuntimeError("RolloutWorker.generate called before set_weights: publish version 0 first")
         t0 = time.time()
-        deterministic = bool(data.meta_info.get("deterministic", False))
         with self.model_lock, torch.no_grad():
-            out = self.policy.act(proto_to_policy_obs(data), deterministic=deterministic)
+            out = self.policy.act(obs, deterministic=deterministic)
             version = self.policy_version
         n = out.actions.shape[0]
         self.spans.record(t0, batch=n, version=version)
@@ -171,7 +182,4 @@ class RolloutWorker(Worker):
         # what a flow head's log-prob depends on: it travels with the sample to the actor
         if out.trace is not None:
             tensors["action_trace"] = out.trace.float()
-        return DataProto.from_dict(
-            tensors=tensors,
-            non_tensors={"env_key": data.non_tensor_batch["env_key"]},
-        )
+        return tensors
