@@ -182,7 +182,8 @@ YARDSTICK = [
 SYNTHETIC_INTRO = [
     "Workloads: the env latency is injected by `envs/wrappers.py` (`uniform`: 10 ms per step; `longtail`: per-step",
     "lognormal median 10 ms, sigma 1.0, every reset 0.5 s), 16 envs, one PPO update per 32 episodes; `embedded` is",
-    "the main job's own set-up (2 env workers x 32 envs, one update per 64 episodes, no injected latency). Every",
+    "the main job's own set-up (2 env workers x 32 envs, one update per 64 episodes, no injected latency; 32k trained",
+    "steps per run, `embedded_128k` the same at 128k, where the first batch weighs a quarter as much). Every",
     "env steps on its own thread, in both trainers. Since 2026-12-06 both trainers run the actor at nice 0 and the",
     "producers at 19, and sync's actor on every core (`trainer.actor_threads=-1`; async's on one): rows measured",
     "before then ran the older priorities and a one-thread sync actor (docs/architecture.md, Threads, Priorities).",

@@ -3,6 +3,7 @@ repeats, against one bound per workload measured apart from all of them.
 
     python benchmarks/throughput.py                          # workloads uniform, longtail, longtail_16x1, embedded
     python benchmarks/throughput.py --workloads longtail --repeats 5
+    python benchmarks/throughput.py --workloads embedded_128k            # the main job's set-up, 128k trained steps
     python benchmarks/throughput.py --workloads libero_spatial --env-steps 3000   # real LIBERO (libero extra)
 
 The yardstick (docs/benchmarks.md): first the workload's stages are calibrated, each alone (verl_async_vla/
@@ -62,6 +63,9 @@ WORKLOADS = {
     ],
     # the main job as the README runs it (2 env workers x 32 envs, 64 episodes per update), shorter
     "embedded": [],
+    # the same, 4x longer: the first batch and the ramp to steady state weigh ~10 % of a 32k run (a run of 20 s)
+    # and ~2-3 % here; the main job itself trains 350k (run only when named: ~20 min for 3 repeats)
+    "embedded_128k": [],
     # Real LIBERO: 4 shards x 2 envs (~1.3 GB each), agent-view camera, suite's own episode length (220).
     "libero_spatial": [
         "env=libero_spatial",
@@ -74,7 +78,8 @@ WORKLOADS = {
     ],  # fmt: skip
 }
 # env steps trained per run, by workload (--env-steps overrides): several updates each
-BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 32000, "libero_spatial": 3000}
+BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 32000, "embedded_128k": 128000,
+          "libero_spatial": 3000}  # fmt: skip
 # No evaluation: it is outside the timed window anyway, and costs minutes over all repeats.
 COMMON = ["trainer.eval_every=0", "trainer.eval_episodes=0", "trainer.timeline=true"]
 TRAINERS = {

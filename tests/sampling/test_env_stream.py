@@ -33,7 +33,9 @@ class Policy:
         self.model, self.version, self.lock = build_policy(MODEL).eval(), 0, threading.RLock()
 
     def act_rows(self, rows):
-        obs = PolicyObs(torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"]))
+        obs = PolicyObs(
+            torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"])
+        )
         with torch.no_grad():
             out = self.model.act(obs)
         n = out.actions.shape[0]

@@ -161,7 +161,9 @@ class RolloutWorker(Worker):
 
     def act_rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inference server's path (async): numpy observation rows -> numpy answer columns, no DataProto."""
-        obs = PolicyObs(torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"]))
+        obs = PolicyObs(
+            torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"])
+        )
         return {k: v.numpy() for k, v in self._act(obs, deterministic=False).items()}
 
     def _act(self, obs: PolicyObs, deterministic: bool) -> dict[str, torch.Tensor]:
