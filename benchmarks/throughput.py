@@ -98,6 +98,9 @@ VARIANTS = {
     # the producers at nice 4 against the actor's 0: CFS weights 1024 to 423, the ratio the defaults gave before
     # 2026-12-06 (Ray's workers at 15, the producers clamped at 19: 36 to 15)
     "async_vla_old_priority": ["trainer=async_vla", "trainer.env_nice=4", "trainer.rollout_nice=4"],
+    # async's actor on every core (default: one thread, the producers run beside it): does a second thread for the
+    # update win more than it takes from the producers?
+    "async_vla_actor_all": ["trainer=async_vla", "trainer.actor_threads=-1"],
     # sync's actor on one thread, its default before 2026-12-06 (now every core: trainer.actor_threads=-1)
     "sync_k2_actor1": ["trainer=sync", "trainer.pipeline_stages=2", "trainer.actor_threads=0"],
 }
