@@ -79,17 +79,20 @@ def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
 
 def steady_trained_per_s(run_dir: Path, middle: tuple[float, float] = (0.25, 0.75)) -> float | None:
     """Env steps trained per second over the middle of the run (by training wall time): the rate without the
-    start-up and the end of the run. None when fewer than two updates fall in the window."""
+    start-up and the end of the run. The steps of the updates logged inside the window over the window's own length,
+    not over the time between its first and last update: the async driver logs every update a poll finds at that
+    poll's time, so two updates can share a time stamp (a LIBERO run of 4 updates gave 637 env steps/s that way).
+    None when fewer than two updates fall in the window."""
     recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     ups = [(r["train_wall_s"], r["actor/trained_env_steps"]) for r in recs if "actor/trained_env_steps" in r]
     if len(ups) < 3:
         return None
     end = ups[-1][0]
-    inside = [(t, n) for t, n in ups if middle[0] * end <= t <= middle[1] * end]
-    if len(inside) < 2:
+    start, stop = middle[0] * end, middle[1] * end
+    inside = [n for t, n in ups if start < t <= stop]
+    if len(inside) < 2 or stop <= start:
         return None
-    # the steps of every update after the first in the window, over the time between the first and the last
-    return sum(n for _, n in inside[1:]) / max(inside[-1][0] - inside[0][0], 1e-9)
+    return sum(inside) / (stop - start)
 
 
 def trained_figures(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:

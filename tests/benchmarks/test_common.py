@@ -1,0 +1,34 @@
+"""The benchmarks' own arithmetic (benchmarks/common.py), on hand-made run logs."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from common import steady_trained_per_s  # noqa: E402
+
+
+def log(tmp_path, updates):
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"train_wall_s": t, "actor/trained_env_steps": n}) for t, n in updates)
+    )
+    return tmp_path
+
+
+def test_steady_rate_is_the_window_s_steps_over_the_window(tmp_path):
+    # 1000 steps every second for 20 s: the middle half (5-15 s] holds 10 updates
+    run = log(tmp_path, [(float(t), 1000) for t in range(1, 21)])
+    assert steady_trained_per_s(run) == pytest.approx(1000.0)
+
+
+def test_updates_logged_at_one_poll_do_not_blow_the_rate_up(tmp_path):
+    # the async driver logs every update a poll finds at that poll's time: two at 40 s, the run ends at 80 s
+    run = log(tmp_path, [(20.0, 880), (40.0, 880), (40.0, 880), (80.0, 880)])
+    assert steady_trained_per_s(run) == pytest.approx(2 * 880 / 40.0)
+
+
+def test_too_few_updates_give_no_steady_rate(tmp_path):
+    assert steady_trained_per_s(log(tmp_path, [(10.0, 100), (20.0, 100)])) is None
+    assert steady_trained_per_s(log(tmp_path, [(1.0, 100), (2.0, 100), (100.0, 100)])) is None
