@@ -13,11 +13,11 @@ from verl import DataProto
 
 from verl_async_vla.config.schema import EnvConfig, ModelConfig
 from verl_async_vla.models import build_policy
-from verl_async_vla.models.policy import PolicyObs
 from verl_async_vla.sampling.env_lanes import EnvLanes
 from verl_async_vla.sampling.env_stream import EnvStream
 from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.sampling.stream_peers import StreamPlane
+from verl_async_vla.workers.codec import rows_to_policy_obs
 
 ENV = EnvConfig(num_workers=1, num_envs_per_worker=2, image_size=16, max_episode_steps=8)
 MODEL = ModelConfig(image_size=16, channels=4, hidden=16, text_dim=8, chunk=2, init="scratch")
@@ -33,11 +33,8 @@ class Policy:
         self.model, self.version, self.lock = build_policy(MODEL).eval(), 0, threading.RLock()
 
     def act_rows(self, rows):
-        obs = PolicyObs(
-            torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"])
-        )
         with torch.no_grad():
-            out = self.model.act(obs)
+            out = self.model.act(rows_to_policy_obs(rows))
         n = out.actions.shape[0]
         return {"actions": out.actions.numpy(), "old_log_prob": out.log_prob.numpy(), "values": out.value.numpy(),
                 "policy_version": np.full(n, self.version, dtype=np.int64)}  # fmt: skip

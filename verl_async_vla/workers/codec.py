@@ -1,4 +1,5 @@
-"""Conversions between the env / policy types and verl's `DataProto`, the one currency between roles."""
+"""Conversions between the env / policy types and verl's `DataProto`, the one currency between roles, and the plain
+numpy rows of the async serving path (sampling/inference_server.py)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,10 @@ def step_to_proto(res: ShardStep, shard_rank: int) -> DataProto:
 
 def proto_to_policy_obs(data: DataProto) -> PolicyObs:
     return PolicyObs(data.batch["image"], data.batch["state"], list(data.non_tensor_batch["instruction"]))
+
+
+def rows_to_policy_obs(rows: dict[str, np.ndarray]) -> PolicyObs:
+    """Numpy observation rows as the request channel carries them (image, state, instruction) -> the policy's input."""
+    return PolicyObs(
+        torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"])
+    )

@@ -23,7 +23,7 @@ from verl_async_vla.sampling.inference_server import InferenceServer
 from verl_async_vla.sampling.request_channel import Address
 from verl_async_vla.telemetry.calibration import timed
 from verl_async_vla.telemetry.timeline import Span, SpanRecorder
-from verl_async_vla.workers.codec import proto_to_policy_obs
+from verl_async_vla.workers.codec import proto_to_policy_obs, rows_to_policy_obs
 
 
 class RolloutWorker(Worker):
@@ -161,10 +161,7 @@ class RolloutWorker(Worker):
 
     def act_rows(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inference server's path (async): numpy observation rows -> numpy answer columns, no DataProto."""
-        obs = PolicyObs(
-            torch.from_numpy(rows["image"]), torch.from_numpy(rows["state"]), list(rows["instruction"])
-        )
-        return {k: v.numpy() for k, v in self._act(obs, deterministic=False).items()}
+        return {k: v.numpy() for k, v in self._act(rows_to_policy_obs(rows), deterministic=False).items()}
 
     def _act(self, obs: PolicyObs, deterministic: bool) -> dict[str, torch.Tensor]:
         if self.policy_version < 0:
