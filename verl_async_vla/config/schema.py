@@ -111,6 +111,10 @@ class ModelConfig:
     text_dim: int = 32
     n_bins: int = 256
     init_log_std: float = -0.5
+    # tiny_vla's conv encoder computes in: float32 | bfloat16 (autocast; weights, heads and log-probs stay float32) |
+    # auto (bfloat16 where the CPU has native bf16 math, else float32: models/precision.py). Rollout and actor run
+    # the same setting, so behaviour and proximal log-probs come from the same numerics.
+    vision_dtype: str = "auto"
     # model.action_head=flow only (models/flow_head.py): K denoising steps, how RL gets log-probs, the expert
     flow_steps: int = 5
     # flow_noise (learned noise every step) | flow_sde (one SDE step per decision). flow_noise is the default: on

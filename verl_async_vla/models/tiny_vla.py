@@ -9,6 +9,7 @@ from torch import nn
 from verl_async_vla.config.schema import ModelConfig
 from verl_async_vla.models.heads import build_head
 from verl_async_vla.models.policy import ActOutput, EvalOutput, PolicyObs, VLAPolicy
+from verl_async_vla.models.precision import resolve_vision_dtype
 from verl_async_vla.models.tokenizer import WordTokenizer
 
 
@@ -35,6 +36,7 @@ class TinyVLA(VLAPolicy):
             nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c, c, 3, stride=1, padding=1),
         )  # fmt: skip
+        self.vision_dtype = resolve_vision_dtype(cfg.vision_dtype, cfg.device)
         self.text = nn.Embedding(self.tokenizer.vocab_size, cfg.text_dim, padding_idx=0)
         # FiLM (Perez et al. 2018): the instruction scales and shifts visual channels, so "red" can select red.
         self.film = nn.Linear(cfg.text_dim, 2 * c)
@@ -68,7 +70,9 @@ class TinyVLA(VLAPolicy):
         mask = (ids != 0).float().unsqueeze(-1)
         t = (self.text(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         gamma, beta = self.film(t).chunk(2, dim=-1)
-        v = self.vision(x) * (1.0 + gamma[..., None, None]) + beta[..., None, None]
+        with torch.autocast(x.device.type, dtype=self.vision_dtype, enabled=self.vision_dtype != torch.float32):
+            v = self.vision(x)
+        v = v.float() * (1.0 + gamma[..., None, None]) + beta[..., None, None]
         return torch.cat([self.keypoints(torch.relu(v)), t, obs.state.float()], dim=-1)
 
     def act(self, obs: PolicyObs, deterministic: bool = False) -> ActOutput:
