@@ -101,6 +101,9 @@ VARIANTS = {
     # async's actor on every core (default: one thread, the producers run beside it): does a second thread for the
     # update win more than it takes from the producers?
     "async_vla_actor_all": ["trainer=async_vla", "trainer.actor_threads=-1"],
+    # the rollout worker at the actor's priority (default: nice 19 like the envs): every decision's round trip passes
+    # through it, so does a shorter round trip win more than the actor's core loses?
+    "async_vla_rollout_nice0": ["trainer=async_vla", "trainer.rollout_nice=0"],
     # sync's actor on one thread, its default before 2026-12-06 (now every core: trainer.actor_threads=-1)
     "sync_k2_actor1": ["trainer=sync", "trainer.pipeline_stages=2", "trainer.actor_threads=0"],
 }
