@@ -55,7 +55,9 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     from verl_async_vla.models.precision import VISION_DTYPES
 
     if m.vision_dtype not in VISION_DTYPES:
-        raise ValueError(f"model.vision_dtype={m.vision_dtype!r} is unknown; use one of {list(VISION_DTYPES)}.")
+        raise ValueError(
+            f"model.vision_dtype={m.vision_dtype!r} is unknown; use one of {list(VISION_DTYPES)}."
+        )
     if m.init not in ("sft", "scratch"):
         raise ValueError(
             f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."

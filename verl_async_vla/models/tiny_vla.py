@@ -70,7 +70,9 @@ class TinyVLA(VLAPolicy):
         mask = (ids != 0).float().unsqueeze(-1)
         t = (self.text(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         gamma, beta = self.film(t).chunk(2, dim=-1)
-        with torch.autocast(x.device.type, dtype=self.vision_dtype, enabled=self.vision_dtype != torch.float32):
+        with torch.autocast(
+            x.device.type, dtype=self.vision_dtype, enabled=self.vision_dtype != torch.float32
+        ):
             v = self.vision(x)
         v = v.float() * (1.0 + gamma[..., None, None]) + beta[..., None, None]
         return torch.cat([self.keypoints(torch.relu(v)), t, obs.state.float()], dim=-1)

@@ -309,7 +309,9 @@ class EnvStream:
                     "t_posted": np.array([t for _, _, t in batch]),
                     "t_sent": np.full(len(batch), time.time()),
                 }
-                self.channel.send(target, data)  # a lost connection: the rows are re-sent when it rejoins (resend)
+                self.channel.send(
+                    target, data
+                )  # a lost connection: the rows are re-sent when it rejoins (resend)
         except BaseException:
             with self.cond:
                 self._sending = False
