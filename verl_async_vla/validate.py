@@ -52,12 +52,9 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         check_hf_path(m.hf_path)
     if m.device != "cpu" and not m.device.startswith("cuda"):
         raise ValueError(f"model.device={m.device!r} is unknown; use cpu or cuda.")
-    from verl_async_vla.models.precision import VISION_DTYPES
+    from verl_async_vla.models.precision import resolve_vision_dtype
 
-    if m.vision_dtype not in VISION_DTYPES:
-        raise ValueError(
-            f"model.vision_dtype={m.vision_dtype!r} is unknown; use one of {list(VISION_DTYPES)}."
-        )
+    resolve_vision_dtype(m.vision_dtype, m.device)  # the one list of names; raises naming model.vision_dtype
     if m.init not in ("sft", "scratch"):
         raise ValueError(
             f"model.init={m.init!r} is unknown; use 'sft' or 'scratch' (or set model.checkpoint)."

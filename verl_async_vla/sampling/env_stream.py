@@ -273,7 +273,7 @@ class EnvStream:
             slot.delivered = now
             slot.ready.set()
 
-    # ---- sender threads ---------------------------------------------------------------------------------
+    # ---- senders (requests: the posting lane; episodes: a thread) ----------------------------------------
     def _send_requests(self) -> None:
         """Send whatever observations are waiting, in one message per pass, until none are: called by the lane
         that just posted one (and by `resend`). Whoever finds no send in progress sends, for itself and for the
