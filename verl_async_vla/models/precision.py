@@ -1,9 +1,9 @@
 """What precision a model's heavy layers compute in (`model.vision_dtype`).
 
 Real VLAs train and serve in bf16 (verl's FSDP actor: bf16 compute, fp32 master weights). On a CPU with native bf16
-math (AVX512-BF16 / AMX, which oneDNN uses) tiny_vla's conv encoder runs 2-2.6x faster under bf16 autocast than in
-fp32 (one thread, 128 images of 64x64, forward and backward: 66-72 ms -> 25-33 ms on this project's AMD EPYC, 2026-12-07);
-without it bf16 is emulated and slower, hence `auto`. Only the encoder is autocast: its output is cast back to fp32,
+math (AVX512-BF16 / AMX, which oneDNN uses) tiny_vla's conv encoder runs 2.0-2.8x faster under bf16 autocast than
+in fp32 (one thread, 128 images of 64x64, forward and backward: 66-72 ms -> 25-33 ms on this project's AMD EPYC,
+2026-12-07); without it bf16 is emulated and slower, hence `auto`. Only the encoder is autocast: its output is cast back to fp32,
 so the heads' log-probs, values and the loss stay fp32.
 """
 
