@@ -21,11 +21,12 @@ def flow_cfg(method: str, **kw) -> ModelConfig:
                        flow_expert_width=32, **kw)  # fmt: skip
 
 
+@pytest.mark.parametrize("start", ["noise", "zero"])
 @pytest.mark.parametrize("value_on", ["prefix", "expert"])
 @pytest.mark.parametrize("method", METHODS)
-def test_act_and_evaluate_agree_on_policy_so_the_ratio_is_one(method, value_on):
+def test_act_and_evaluate_agree_on_policy_so_the_ratio_is_one(method, value_on, start):
     torch.manual_seed(0)
-    policy = build_policy(flow_cfg(method, flow_value_on=value_on))
+    policy = build_policy(flow_cfg(method, flow_value_on=value_on, flow_start=start))
     # the noise head starts at zero: move it so flow_noise's std differs per row and step
     with torch.no_grad():
         for p in policy.head.noise.parameters():
@@ -67,6 +68,43 @@ def test_a_wrong_stochastic_step_index_changes_the_log_prob():
     wrong = out.trace.clone()
     wrong[:, -1] = 1 + (wrong[:, -1] % 4)  # another step in 1..4
     assert (policy.evaluate(obs, out.actions, wrong).log_prob - base).abs().min() > 1e-3
+
+
+def test_flow_sde_draws_every_step_including_the_first_with_a_finite_log_prob():
+    torch.manual_seed(5)
+    policy = build_policy(flow_cfg("flow_sde", flow_steps=4))
+    obs = make_obs()
+    steps, logps = [], []
+    for _ in range(40):
+        out = policy.act(obs)
+        steps.append(out.trace[:, -1])
+        logps.append(out.log_prob)
+    assert set(torch.cat(steps).long().tolist()) == {0, 1, 2, 3}
+    assert torch.isfinite(torch.cat(logps)).all()
+
+
+@pytest.mark.parametrize("start", ["noise", "zero"])
+def test_a_zero_start_leaves_no_unscored_randomness(start):
+    """flow_start=zero: the chain starts at 0 and every point up to the scored SDE step is the greedy ODE's point,
+    so the only randomness in the action is the scored transition's; a drawn start (noise) differs from it."""
+    torch.manual_seed(6)
+    policy = build_policy(flow_cfg("flow_sde", flow_steps=4, flow_start=start))
+    obs = make_obs()
+    out = policy.act(obs)
+    chain, k = out.trace[:, :-1].view(5, 5, 6), out.trace[:, -1].long()
+    head = policy.head
+    with torch.no_grad():
+        h = policy.trunk(policy.features(obs))
+        x, unscored_equal_greedy = torch.zeros(5, 6), []
+        for j in range(head.steps + 1):
+            # point j is reached without noise when the scored step comes at or after it (k >= j)
+            unscored_equal_greedy.append(torch.isclose(chain[:, j], x, atol=1e-5).all(-1) | (k < j))
+            if j < head.steps:
+                x = x - head.field.velocity(x, torch.full((5,), 1.0 - j / head.steps), h)[0] / head.steps
+    torch.testing.assert_close(
+        x.view(5, 3, 2), policy.act(obs, deterministic=True).actions, rtol=0, atol=1e-5
+    )
+    assert bool(torch.stack(unscored_equal_greedy).all()) == (start == "zero")
 
 
 def test_a_trace_from_another_flow_steps_is_refused_naming_the_key():
@@ -151,6 +189,7 @@ def test_sft_times_follow_pi0s_beta_schedule():
         ({"flow_sigma_min": 0.6}, "flow_sigma_min"),
         ({"flow_value_on": "vlm"}, "flow_value_on"),
         ({"flow_expert": "gr00t"}, "flow_expert"),
+        ({"flow_start": "uniform"}, "flow_start"),
     ],
 )
 def test_bad_flow_settings_are_refused_at_start_up_naming_the_key(override, key):

@@ -6,7 +6,7 @@ t = 1 down to 0 in K steps of dt = -1/K.
 
 A deterministic ODE has no likelihood, so for RL some denoising steps become Gaussian transitions, two ways as in
 pi_RL (Chen et al. 2025, arXiv 2510.25889, sec. 4):
-- `flow_sde`: one step k, drawn per decision from 1..K-1, is an SDE step (Flow-GRPO, Liu et al. 2025, eq. 8-9):
+- `flow_sde`: one step k, drawn per decision from 0..K-1, is an SDE step (Flow-GRPO, Liu et al. 2025, eq. 8-9):
   mean = x + dt * [v + sigma_t^2 / (2 t) * (x + (1 - t) v)], std = sigma_t * sqrt(|dt|), sigma_t = a sqrt(t/(1-t));
   the other steps are ODE steps. The decision's log-prob is that transition's density, summed over the chunk.
 - `flow_noise`: every step adds noise of a learned std, bounded in [sigma_min, sigma_max] (ReinFlow-style noise
@@ -28,7 +28,9 @@ from verl_async_vla.config.schema import ModelConfig
 FLOW_METHODS = ("flow_sde", "flow_noise")
 # the action expert: an MLP over the policy's features | pi0's layer-by-layer expert over the VLM's KV cache (hf_vla)
 FLOW_EXPERTS = ("mlp", "pi0")
-FLOW_VALUE_ON = ("prefix", "expert")  # the value head reads the VLM features (pi0.5) or the expert's (pi0)
+FLOW_VALUE_ON = ("prefix", "expert")
+# where a rollout's denoising chain starts: a draw x_K ~ N(0, I) (pi0, pi_RL) | its mean, 0 (greedy evaluation's)
+FLOW_STARTS = ("noise", "zero")  # the value head reads the VLM features (pi0.5) or the expert's (pi0)
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -45,6 +47,8 @@ def check_flow_settings(cfg: ModelConfig) -> None:
         )
     if cfg.flow_noise_level <= 0:
         raise ValueError(f"model.flow_noise_level={cfg.flow_noise_level} must be > 0 (flow_sde's a).")
+    if cfg.flow_start not in FLOW_STARTS:
+        raise ValueError(f"model.flow_start={cfg.flow_start!r} is unknown; use one of {list(FLOW_STARTS)}.")
     if not 0 < cfg.flow_sigma_min < cfg.flow_sigma_max:
         raise ValueError(
             f"model.flow_sigma_min={cfg.flow_sigma_min}, flow_sigma_max={cfg.flow_sigma_max}: flow_noise needs "
@@ -103,7 +107,7 @@ class FlowChunkHead(nn.Module):
 
     def __init__(
         self, field: nn.Module, chunk: int, action_dim: int, steps: int, method: str, noise_level: float,
-        sigma_min: float, sigma_max: float,
+        sigma_min: float, sigma_max: float, start: str = "noise",
     ):  # fmt: skip
         super().__init__()
         if method not in FLOW_METHODS:
@@ -112,6 +116,9 @@ class FlowChunkHead(nn.Module):
         self.dim = chunk * action_dim
         self.steps, self.method, self.noise_level = steps, method, noise_level
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        if start not in FLOW_STARTS:
+            raise ValueError(f"flow start {start!r} is unknown; use one of {list(FLOW_STARTS)}")
+        self.start = start
         self.trace_dim = (steps + 1) * self.dim + 1
         # flow_noise's noise head; built for flow_sde too so one checkpoint layout serves both methods
         self.noise = nn.Linear(field.width, self.dim)
@@ -125,9 +132,12 @@ class FlowChunkHead(nn.Module):
         if self.method == "flow_noise":
             span = self.sigma_max - self.sigma_min
             return x + dt * v, self.sigma_min + span * torch.sigmoid(self.noise(hidden))
-        # Flow-GRPO's SDE step; at t = 1 (k = 0) sigma is infinite, so flow_sde never makes step 0 stochastic
-        tt = t.clamp(max=1.0 - 1.0 / self.steps)[:, None]
-        sigma = self.noise_level * torch.sqrt(tt / (1.0 - tt))
+        # Flow-GRPO's SDE step. At t = 1 (k = 0) sigma's 1 / (1 - t) is infinite; as pi_RL's code does, that step
+        # takes the next grid time's denominator (sigma_0 = a sqrt(K)): the step then re-draws part of the starting
+        # noise, x <- (1 - a^2 / 2K) x - v / K + (a / sqrt K) z, so the log-prob covers the randomness that moves
+        # the action most (the noise the chain starts from), not only a late, small correction.
+        tt = t[:, None]
+        sigma = self.noise_level * torch.sqrt(tt / (1.0 - tt.clamp(max=1.0 - 1.0 / self.steps)))
         mean = x + dt * (v + sigma**2 / (2.0 * tt) * (x + (1.0 - tt) * v))
         return mean, (sigma * math.sqrt(-dt)).expand_as(mean)
 
@@ -145,14 +155,17 @@ class FlowChunkHead(nn.Module):
         """-> (actions (B, K, A), log-prob (B,), trace (B, trace_dim)). Deterministic: the ODE from the noise
         mean (zeros), log-prob 0, so evaluation is repeatable."""
         batch, device = _rows(cond)
-        x = torch.randn(batch, self.dim, device=device)
-        if deterministic:
-            x = torch.zeros_like(x)
+        # `zero`: rollout chains start at the noise mean, as greedy evaluation does, so every bit of a decision's
+        # randomness is in the transitions its log-prob scores (a drawn start moves the action most and is unscored)
+        if deterministic or self.start == "zero":
+            x = torch.zeros(batch, self.dim, device=device)
+        else:
+            x = torch.randn(batch, self.dim, device=device)
         log_prob = torch.zeros(batch, device=x.device)
         if deterministic:
             stochastic = torch.full((batch,), -1, dtype=torch.long, device=x.device)
         elif self.method == "flow_sde":
-            stochastic = torch.randint(1, self.steps, (batch,), device=x.device)
+            stochastic = torch.randint(0, self.steps, (batch,), device=x.device)
         else:
             stochastic = torch.zeros(batch, dtype=torch.long, device=x.device)
         chain = [x]
@@ -236,5 +249,5 @@ def flow_head(cfg: ModelConfig, field: nn.Module) -> FlowChunkHead:
     check_flow_settings(cfg)
     return FlowChunkHead(
         field, cfg.chunk, cfg.action_dim, cfg.flow_steps, cfg.flow_method, cfg.flow_noise_level,
-        cfg.flow_sigma_min, cfg.flow_sigma_max,
+        cfg.flow_sigma_min, cfg.flow_sigma_max, cfg.flow_start,
     )  # fmt: skip
