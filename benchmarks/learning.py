@@ -184,18 +184,22 @@ def write_heads(fresh: list[dict]) -> None:
     kept = [r for r in old.get("runs", []) if r["head"] == "flow"
             and (r["head"], r["flow_method"], r["trainer"], r["seed"]) not in done]  # fmt: skip
     flow = kept + [head_row(r, r["command"]) for r in fresh]
-    main_pair = RESULTS / "embedded_sync_vs_async.json"
-    gaussian = []
-    if (
-        main_pair.is_file()
-    ):  # the Gaussian head at the same budget: the main pair's runs, as that file has them
-        pair = json.loads(main_pair.read_text())
-        gaussian = [head_row(r, r.get("command") or pair["command"]) for r in pair["runs"]]
+    gaussian = gaussian_rows()
     write_result("embedded_heads", {**run_provenance(flow + gaussian), "runs": flow + gaussian,
                                     "summary": summarise_heads(flow + gaussian)})  # fmt: skip
     import report
 
     report.main()
+
+
+def gaussian_rows() -> list[dict]:
+    """The Gaussian head at the same budget: the main pair's runs (sync, async_vla at their defaults), as
+    embedded_sync_vs_async.json has them; its labelled variants (async_vla_s2) are not the Gaussian head's row."""
+    main_pair = RESULTS / "embedded_sync_vs_async.json"
+    if not main_pair.is_file():
+        return []
+    pair = json.loads(main_pair.read_text())
+    return [head_row(r, r.get("command") or pair["command"]) for r in pair["runs"] if r["variant"] in MAIN]
 
 
 def shuffled_instructions(out: Path, episodes: int = 128) -> None:
@@ -218,6 +222,9 @@ def shuffled_instructions(out: Path, episodes: int = 128) -> None:
         r["eval_instructions_own"] = evaluate(args)["success_rate"]
         r["eval_instructions_shuffled"] = evaluate([*args, "--shuffle-instructions"])["success_rate"]
         r["eval_command"] = f"verl-async-vla-eval {' '.join(args)} [--shuffle-instructions]"
+    # the Gaussian rows as they stand (the same filter as write_heads), and the summary over the rows kept
+    res["runs"] = [r for r in res["runs"] if r["head"] == "flow"] + gaussian_rows()
+    res["summary"] = summarise_heads(res["runs"])
     res["shuffled_instructions_command"] = " ".join(["python", *sys.argv])
     path.write_text(json.dumps(res, indent=2) + "\n")
     print("wrote", path.relative_to(ROOT))
