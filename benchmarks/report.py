@@ -402,6 +402,29 @@ def libero_render(lines: list[str]) -> None:
     lines.append("")
 
 
+def metaworld_env(lines: list[str]) -> None:
+    res = _load("metaworld_env")
+    if not res:
+        return
+    rows = res["rows"]
+    lines += ["## MetaWorld: cost of one env and the scripted expert, per MT10 task (docs/metaworld.md)", ""]
+    lines += _provenance(res)
+    lines += [
+        f"One env per task in one process, camera `{res['camera']}` at {res['image_size']}x{res['image_size']}; "
+        f"expert: MetaWorld's scripted policy planned a chunk of 4 ahead (as the SFT stage uses it), on "
+        f"{res['expert_episodes_per_task']} held-out variations per task, 200 control steps at most.",
+        "",
+        "| task | frame, stock ms | frame, fast_render ms | physics step ms | reset ms | memory MB | expert success "
+        "| expert steps |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {r['task']} | {r['stock_render_ms']} | {r['fast_render_ms']} | {r['physics_step_ms']} | "
+          f"{r['reset_ms']} | {r['rss_mb']} | {r['expert_success']:.2f} | {r['expert_steps_mean']} |" for r in rows],
+        "",
+        f"![MetaWorld MT10 frames]({res['images']})",
+        "",
+    ]  # fmt: skip
+
+
 def weight_sync(lines: list[str]) -> None:
     res = _load("weight_sync")
     if not res:
@@ -603,6 +626,7 @@ def main() -> None:
     throughput(lines)
     throughput(lines, "libero_throughput")
     libero_render(lines)
+    metaworld_env(lines)
     emulated(lines)
     weight_sync(lines)
     fault_matrix(lines)
