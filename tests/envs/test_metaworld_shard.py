@@ -145,3 +145,20 @@ def test_the_sft_demonstrations_cover_every_task_of_the_suite():
     owner = {p: t for t, ps in INSTRUCTIONS.items() for p in ps}
     assert {owner[text] for text in obs.instruction} == set(MT10)
     assert actions.shape[1:] == (cfg.model.chunk, 4) and len(actions) == len(obs.instruction)
+
+
+@needs_metaworld
+def test_eval_reports_success_per_task_on_a_multi_task_suite(tmp_path):
+    from verl_async_vla.config.schema import ModelConfig
+    from verl_async_vla.eval import main
+    from verl_async_vla.models import build_policy
+    from verl_async_vla.models.checkpoint import save_checkpoint
+
+    cfg = ModelConfig(image_size=32, channels=8, hidden=32, action_dim=4, state_dim=4)
+    ckpt = save_checkpoint(tmp_path / "p.safetensors", build_policy(cfg), cfg)
+    res = main([str(ckpt), "--env", "metaworld", "--episodes", "20", "--num-envs", "10",
+                "--set", "metaworld.suite=mt10", "max_episode_steps=8"])  # fmt: skip
+    assert set(res["per_task"]) == set(MT10)
+    assert all(v["episodes"] == 2 for v in res["per_task"].values())
+    mean = sum(v["success_rate"] for v in res["per_task"].values()) / 10
+    assert abs(mean - res["success_rate"]) < 1e-9
