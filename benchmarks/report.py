@@ -402,6 +402,32 @@ def libero_render(lines: list[str]) -> None:
     lines.append("")
 
 
+def metaworld_learning(lines: list[str]) -> None:
+    res = _load("metaworld")
+    if not res:
+        return
+    lines += ["## MetaWorld MT10: SFT start and RL, held-out variations (docs/metaworld.md)", ""]
+    lines += _provenance(res)
+    tasks = list(res["runs"][0]["per_task"])
+    lines += [
+        "Greedy success on held-out variations, the same episodes for the SFT start and the final policy of each run; "
+        "`shuffled`: the final policy with every env told another env's instruction.",
+        "",
+        "| trainer | seeds | SFT | final | gain +- s.e. | > 2 s.e. | shuffled |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {t} | {s['seeds']} | {s['success_sft_mean']:.2f} | {s['success_final_mean']:.2f} | "
+          f"{s['gain_mean']:+.2f} +- {s['gain_se']:.2f} | {'yes' if s['gain_over_2se'] else 'no'} | "
+          f"{s['success_shuffled_mean']:.2f} |" for t, s in res["summary"].items()],
+        "",
+        "| trainer | seed | env steps | " + " | ".join(tasks) + " |",
+        "|---|---|---|" + "---|" * len(tasks),
+        *[f"| {r['trainer']} | {r['seed']} | {r['env_steps']} | "
+          + " | ".join(f"{r['per_task'][t]['sft']:.2f} -> {r['per_task'][t]['final']:.2f}" for t in tasks) + " |"
+          for r in res["runs"]],
+        "",
+    ]  # fmt: skip
+
+
 def metaworld_env(lines: list[str]) -> None:
     res = _load("metaworld_env")
     if not res:
@@ -627,6 +653,7 @@ def main() -> None:
     throughput(lines, "libero_throughput")
     libero_render(lines)
     metaworld_env(lines)
+    metaworld_learning(lines)
     emulated(lines)
     weight_sync(lines)
     fault_matrix(lines)
