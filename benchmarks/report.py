@@ -193,6 +193,11 @@ LIBERO_INTRO = [
     "agent-view camera), 4 shards x 2 envs, the suite's episode length (220 steps, 10 settle steps after each",
     "reset), tiny VLA from random weights (7-D actions, chunks of 8), one PPO update per 4 episodes.",
 ]
+METAWORLD_INTRO = [
+    "The real MetaWorld simulator (metaworld 3.1.1 on MuJoCo 3.3.0, EGL software rendering, fast-render settings,",
+    "64x64 `corner3` camera), MT10: 2 shards x 5 envs, one per task, 200-step episodes, tiny VLA from its SFT start",
+    "(4-D actions, chunks of 4), one PPO update per 10 episodes.",
+]
 SYNCS = ("sync_k1", "sync_k2", "sync_k4")
 
 
@@ -210,13 +215,17 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
     if not res:
         return
     libero = result.startswith("libero")
-    title = "LIBERO throughput" if libero else "Throughput"
+    real = result != "throughput"  # a real simulator's workload (LIBERO, MetaWorld): slower, one decimal
+    title = {"libero_throughput": "LIBERO throughput", "metaworld_throughput": "MetaWorld throughput"}.get(
+        result, "Throughput"
+    )
+    intro = LIBERO_INTRO if libero else METAWORLD_INTRO if real else SYNTHETIC_INTRO
     lines += [f"## {title}: sync (lockstep and stage-pipelined) vs async_vla, same workload, same run", ""]
     lines += _provenance(res)
-    lines += [*YARDSTICK, "", *(LIBERO_INTRO if libero else SYNTHETIC_INTRO), ""]
+    lines += [*YARDSTICK, "", *intro, ""]
     new = [w for w in res["workloads"] if "repeats" in w]
     old = [w for w in res["workloads"] if "repeats" not in w]
-    fmt = "{:.1f}" if libero else "{:.0f}"
+    fmt = "{:.1f}" if real else "{:.0f}"
     if new:
         lines += ["Env steps trained per second, median [min-max] of the repeats:", "",
                   "| workload | repeats | machine bound | disaggregated bound (slowest) | sync k=1 | sync k=2 | sync k=4 | "
@@ -307,6 +316,8 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
                          f"{sch['infer_batch_mean']:.1f} | {w.get('async_vla_driver_cpu_us_per_env_step', 0):.0f} | "
                          f"{'-' if start is None else f'{start:.1f}'} | "
                          f"{'-' if in_hand is None else f'{in_hand:.0%}'} |")  # fmt: skip
+    if real and not libero:  # MetaWorld: no timelines drawn (throughput.py draws LIBERO's and longtail's)
+        return
     prefix, workload = ("timeline_libero", "libero_spatial") if libero else ("timeline", "longtail")
     lines += ["", f"Stage timelines (first 10 s of training, `{workload}`):", "",
               f"![sync timeline]({prefix}_sync.png)", "", f"![async timeline]({prefix}_async.png)", ""]  # fmt: skip
@@ -651,6 +662,7 @@ def main() -> None:
     head_cost(lines)
     throughput(lines)
     throughput(lines, "libero_throughput")
+    throughput(lines, "metaworld_throughput")
     libero_render(lines)
     metaworld_env(lines)
     metaworld_learning(lines)
