@@ -162,3 +162,30 @@ def test_eval_reports_success_per_task_on_a_multi_task_suite(tmp_path):
     assert all(v["episodes"] == 2 for v in res["per_task"].values())
     mean = sum(v["success_rate"] for v in res["per_task"].values()) / 10
     assert abs(mean - res["success_rate"]) < 1e-9
+
+
+@needs_metaworld
+def test_envs_on_their_own_threads_render_concurrently():
+    """The env lanes' contract (sampling/env_lanes.py): each env is built and stepped on its own thread, all envs at
+    once. MetaWorld's own gymnasium viewer crashed the env worker there (segfault in render, a pilot MT10 run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from verl_async_vla.envs import make_env_shard
+
+    cfg = mt10_cfg()
+    cfg.num_envs_per_worker = 1
+
+    def lane(rank: int) -> float:
+        shard = make_env_shard(cfg, seed=0, rank=rank)
+        try:
+            shard.reset(np.array([0]))
+            spread = []
+            for _ in range(15):
+                obs = shard.step(np.array([0]), np.full((1, 2, 4), 0.3, np.float32)).obs
+                spread.append(float(obs.image.std()))
+            return min(spread)
+        finally:
+            shard.close()
+
+    with ThreadPoolExecutor(4) as lanes:
+        assert min(lanes.map(lane, range(4))) > 10  # every frame of every env is a scene, not a blank buffer

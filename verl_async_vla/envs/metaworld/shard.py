@@ -51,19 +51,25 @@ def task_variations(name: str, seed: int) -> tuple[Any, ...]:
         return _variations(name, seed)
 
 
-def fast_render(env: Any, size: int) -> None:
-    """No multisampling, shadows or reflections, and an offscreen buffer of the camera's size: ~5 ms instead of
-    ~100 ms per 64x64 frame on this CPU's software rasteriser (docs/metaworld.md). Set before the first render (the
-    context's buffer is sized and multisampled at creation), the scene flags after it."""
+def make_renderer(env: Any, size: int, fast: bool) -> Any:
+    """A MuJoCo renderer of its own per env (its own GL context, made current by each render, so a lane's thread
+    can render its env: gymnasium's viewer, which MetaWorld's `render()` uses, crashed in lane threads). `fast`: no
+    multisampling, shadows or reflections, ~5 ms instead of ~100 ms per 64x64 frame on this CPU's software
+    rasteriser (docs/metaworld.md); the buffer is sized and multisampled when the context is made, so the model's
+    visual settings are changed first."""
     import mujoco
 
     model = env.model
-    model.vis.quality.offsamples = 0
-    model.mat_reflectance[:] = 0.0
-    model.vis.global_.offwidth, model.vis.global_.offheight = size, size
-    viewer = env.mujoco_renderer._get_viewer("rgb_array")
-    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-    viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    model.vis.global_.offwidth = max(model.vis.global_.offwidth, size)
+    model.vis.global_.offheight = max(model.vis.global_.offheight, size)
+    if fast:
+        model.vis.quality.offsamples = 0
+        model.mat_reflectance[:] = 0.0
+    renderer = mujoco.Renderer(model, size, size)
+    if fast:
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    return renderer
 
 
 class MetaWorldShard(EnvShard):
@@ -83,16 +89,14 @@ class MetaWorldShard(EnvShard):
         self.experts = {t: ENV_POLICY_MAP[t]() for t in set(self.tasks)}
         self.envs = []
         for task in self.tasks:
-            env = ALL_V3_ENVIRONMENTS[task](
-                render_mode="rgb_array", camera_name=mc.camera, width=size, height=size
-            )
+            env = ALL_V3_ENVIRONMENTS[task]()
             env.set_task(self.variations[task][0])
             # one chunk may run past the limit by its length; the shard truncates at max_episode_steps itself
             env.max_path_length = cfg.max_episode_steps + 64
             env.reset()
-            if mc.fast_render:
-                fast_render(env, size)
             self.envs.append(env)
+        self.renderers = [make_renderer(env, size, mc.fast_render) for env in self.envs]
+        self.camera = mc.camera
         self.rngs = [np.random.default_rng([seed, rank, i]) for i in range(self.num_envs)]
         self.t = np.zeros(self.num_envs, dtype=np.int64)
         self.variation = np.full(
@@ -113,11 +117,9 @@ class MetaWorldShard(EnvShard):
         return train[int(rng.integers(len(train)))], int(rng.integers(3))
 
     def _render(self, i: int) -> np.ndarray:
-        viewer = self.envs[i].mujoco_renderer._get_viewer("rgb_array")
-        viewer.make_context_current()  # every env has its own GL context; the last one made current is not it
-        return self.envs[i].render()[
-            ::-1, ::-1
-        ]  # MuJoCo's offscreen origin is bottom-left: rotate 180 degrees
+        renderer = self.renderers[i]
+        renderer.update_scene(self.envs[i].data, camera=self.camera)
+        return renderer.render()
 
     def _observe(self, ids: np.ndarray) -> ShardObs:
         if not len(ids):
@@ -187,9 +189,11 @@ class MetaWorldShard(EnvShard):
             rng.bit_generator.state = s
 
     def close(self) -> None:
+        for renderer in self.renderers:
+            renderer.close()
         for env in self.envs:
             env.close()
-        self.envs = []
+        self.envs, self.renderers = [], []
 
 
 def _diverged_warnings() -> tuple[Any, ...]:
