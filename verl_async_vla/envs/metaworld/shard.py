@@ -33,6 +33,7 @@ def require_metaworld() -> None:
 
 
 _VARIATIONS_LOCK = threading.Lock()
+_RENDER_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,8 +119,12 @@ class MetaWorldShard(EnvShard):
 
     def _render(self, i: int) -> np.ndarray:
         renderer = self.renderers[i]
-        renderer.update_scene(self.envs[i].data, camera=self.camera)
-        return renderer.render()
+        # one render at a time per process: MetaWorld's textured scenes rendered from several lane threads at once
+        # crashed env workers (segfault in mjr_render, twice in a pilot MT10 run, ~1.5 min in), which the embedded
+        # task's untextured scene never did; physics still runs in parallel
+        with _RENDER_LOCK:
+            renderer.update_scene(self.envs[i].data, camera=self.camera)
+            return renderer.render()
 
     def _observe(self, ids: np.ndarray) -> ShardObs:
         if not len(ids):
