@@ -189,3 +189,29 @@ def test_envs_on_their_own_threads_render_concurrently():
 
     with ThreadPoolExecutor(4) as lanes:
         assert min(lanes.map(lane, range(4))) > 10  # every frame of every env is a scene, not a blank buffer
+
+
+@needs_metaworld
+def test_the_sparse_reward_pays_only_success_and_the_dense_one_is_metaworlds():
+    from verl_async_vla.envs import make_env_shard
+
+    ids = np.arange(2)
+    got = {}
+    for reward in ("sparse", "dense"):
+        cfg = mt10_cfg(reward=reward)
+        cfg.num_envs_per_worker = 2  # reach-v3, push-v3
+        shard = make_env_shard(cfg, seed=0)
+        try:
+            shard.reset(ids, seeds=HELD_OUT_SEED_BASE + ids)
+            total, success = np.zeros(2), np.zeros(2, bool)
+            while not success[0]:
+                res = shard.step(ids[:1], shard.expert_actions(ids[:1], 4))
+                total[0] += res.reward[0]
+                success[0] |= res.success[0]
+            got[reward] = total[0]
+        finally:
+            shard.close()
+    assert got["sparse"] == 1.0  # the episode's one success step
+    assert got["dense"] > 10.0  # MetaWorld's shaped reward, paid every step
+    with pytest.raises(ValueError, match="env.metaworld.reward"):
+        make_env_shard(mt10_cfg(reward="shaped"), seed=0)

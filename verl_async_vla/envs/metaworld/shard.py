@@ -24,6 +24,7 @@ from verl_async_vla.envs.metaworld.tasks import INSTRUCTIONS, split_variations, 
 
 STATE_DIM = 4  # hand xyz + gripper opening: the first 4 of MetaWorld's 39-d observation
 ACTION_DIM = 4  # hand xyz delta + gripper effort, in [-1, 1]
+REWARDS = ("sparse", "dense")  # env.metaworld.reward
 FIX = "pip install 'verl-async-vla[metaworld]' (metaworld 3.1.1, which pins mujoco 3.3.0)"
 
 
@@ -98,6 +99,9 @@ class MetaWorldShard(EnvShard):
             self.envs.append(env)
         self.renderers = [make_renderer(env, size, mc.fast_render) for env in self.envs]
         self.camera = mc.camera
+        if mc.reward not in REWARDS:
+            raise ValueError(f"env.metaworld.reward={mc.reward!r} is unknown; use one of {list(REWARDS)}.")
+        self.sparse = mc.reward == "sparse"
         self.rngs = [np.random.default_rng([seed, rank, i]) for i in range(self.num_envs)]
         self.t = np.zeros(self.num_envs, dtype=np.int64)
         self.variation = np.full(
@@ -159,7 +163,9 @@ class MetaWorldShard(EnvShard):
                 obs, r, _, _, info = env.step(a.astype(np.float32))
                 check_physics(env, self.tasks[i])
                 self.full_obs[i] = obs
-                reward[k] += float(r)
+                # sparse: 1 at success, as the embedded task and LIBERO reward (pi_RL, RLinf); dense: MetaWorld's
+                # shaped 0-10 per step, whose returns (~1,000 per episode) a PPO critic from scratch chases
+                reward[k] += float(info["success"]) if self.sparse else float(r)
                 steps[k] += 1
                 self.t[i] += 1
                 if info["success"]:  # MetaWorld's own success predicate for the task
