@@ -44,15 +44,19 @@ def host_used_gb() -> float:
     return (info["MemTotal"] - info["MemAvailable"]) / 2**20
 
 
-def run_main(overrides: list[str], run_dir: Path, log: Path) -> dict[str, Any]:
+def run_main(
+    overrides: list[str], run_dir: Path, log: Path, hydra_flags: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One training run through the same entry point users call; returns its summary.json, with the host's peak
-    memory in use during the run (`host_peak_used_gb`, sampled every second)."""
+    memory in use during the run (`host_peak_used_gb`, sampled every second). `hydra_flags` (e.g. --config-dir,
+    --config-name for a recipe) go before the overrides, as Hydra's command line needs."""
     import threading
 
     cmd = [
         sys.executable,
         "-m",
         "verl_async_vla.main",
+        *hydra_flags,
         f"run_dir={run_dir}",
         "trainer.progress=false",
         *overrides,

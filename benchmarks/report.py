@@ -193,6 +193,11 @@ LIBERO_INTRO = [
     "agent-view camera), 4 shards x 2 envs, the suite's episode length (220 steps, 10 settle steps after each",
     "reset), tiny VLA from random weights (7-D actions, chunks of 8), one PPO update per 4 episodes.",
 ]
+METAWORLD_INTRO = [
+    "The real MetaWorld simulator (metaworld 3.1.1 on MuJoCo 3.3.0, EGL software rendering, fast-render settings,",
+    "64x64 `corner3` camera), MT10: 2 shards x 5 envs, one per task, 200-step episodes, tiny VLA from its SFT start",
+    "(4-D actions, chunks of 4), one PPO update per 10 episodes.",
+]
 SYNCS = ("sync_k1", "sync_k2", "sync_k4")
 
 
@@ -210,13 +215,17 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
     if not res:
         return
     libero = result.startswith("libero")
-    title = "LIBERO throughput" if libero else "Throughput"
+    real = result != "throughput"  # a real simulator's workload (LIBERO, MetaWorld): slower, one decimal
+    title = {"libero_throughput": "LIBERO throughput", "metaworld_throughput": "MetaWorld throughput"}.get(
+        result, "Throughput"
+    )
+    intro = LIBERO_INTRO if libero else METAWORLD_INTRO if real else SYNTHETIC_INTRO
     lines += [f"## {title}: sync (lockstep and stage-pipelined) vs async_vla, same workload, same run", ""]
     lines += _provenance(res)
-    lines += [*YARDSTICK, "", *(LIBERO_INTRO if libero else SYNTHETIC_INTRO), ""]
+    lines += [*YARDSTICK, "", *intro, ""]
     new = [w for w in res["workloads"] if "repeats" in w]
     old = [w for w in res["workloads"] if "repeats" not in w]
-    fmt = "{:.1f}" if libero else "{:.0f}"
+    fmt = "{:.1f}" if real else "{:.0f}"
     if new:
         lines += ["Env steps trained per second, median [min-max] of the repeats:", "",
                   "| workload | repeats | machine bound | disaggregated bound (slowest) | sync k=1 | sync k=2 | sync k=4 | "
@@ -307,6 +316,8 @@ def throughput(lines: list[str], result: str = "throughput") -> None:
                          f"{sch['infer_batch_mean']:.1f} | {w.get('async_vla_driver_cpu_us_per_env_step', 0):.0f} | "
                          f"{'-' if start is None else f'{start:.1f}'} | "
                          f"{'-' if in_hand is None else f'{in_hand:.0%}'} |")  # fmt: skip
+    if real and not libero:  # MetaWorld: no timelines drawn (throughput.py draws LIBERO's and longtail's)
+        return
     prefix, workload = ("timeline_libero", "libero_spatial") if libero else ("timeline", "longtail")
     lines += ["", f"Stage timelines (first 10 s of training, `{workload}`):", "",
               f"![sync timeline]({prefix}_sync.png)", "", f"![async timeline]({prefix}_async.png)", ""]  # fmt: skip
@@ -400,6 +411,55 @@ def libero_render(lines: list[str]) -> None:
     if res.get("images"):
         lines += ["", f"![stock vs fast render]({res['images']})", ""]
     lines.append("")
+
+
+def metaworld_learning(lines: list[str]) -> None:
+    res = _load("metaworld")
+    if not res:
+        return
+    lines += ["## MetaWorld MT10: SFT start and RL, held-out variations (docs/metaworld.md)", ""]
+    lines += _provenance(res)
+    tasks = list(res["runs"][0]["per_task"])
+    lines += [
+        "Greedy success on held-out variations, the same episodes for the SFT start and the final policy of each run; "
+        "`shuffled`: the final policy with every env told another env's instruction.",
+        "",
+        "| trainer | seeds | SFT | final | gain +- s.e. | > 2 s.e. | shuffled |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {t} | {s['seeds']} | {s['success_sft_mean']:.2f} | {s['success_final_mean']:.2f} | "
+          f"{s['gain_mean']:+.2f} +- {s['gain_se']:.2f} | {'yes' if s['gain_over_2se'] else 'no'} | "
+          f"{s['success_shuffled_mean']:.2f} |" for t, s in res["summary"].items()],
+        "",
+        "| trainer | seed | env steps | " + " | ".join(tasks) + " |",
+        "|---|---|---|" + "---|" * len(tasks),
+        *[f"| {r['trainer']} | {r['seed']} | {r['env_steps']} | "
+          + " | ".join(f"{r['per_task'][t]['sft']:.2f} -> {r['per_task'][t]['final']:.2f}" for t in tasks) + " |"
+          for r in res["runs"]],
+        "",
+    ]  # fmt: skip
+
+
+def metaworld_env(lines: list[str]) -> None:
+    res = _load("metaworld_env")
+    if not res:
+        return
+    rows = res["rows"]
+    lines += ["## MetaWorld: cost of one env and the scripted expert, per MT10 task (docs/metaworld.md)", ""]
+    lines += _provenance(res)
+    lines += [
+        f"One env per task in one process, camera `{res['camera']}` at {res['image_size']}x{res['image_size']}; "
+        f"expert: MetaWorld's scripted policy planned a chunk of 4 ahead (as the SFT stage uses it), on "
+        f"{res['expert_episodes_per_task']} held-out variations per task, 200 control steps at most.",
+        "",
+        "| task | frame, stock ms | frame, fast_render ms | physics step ms | reset ms | memory MB | expert success "
+        "| expert steps |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {r['task']} | {r['stock_render_ms']} | {r['fast_render_ms']} | {r['physics_step_ms']} | "
+          f"{r['reset_ms']} | {r['rss_mb']} | {r['expert_success']:.2f} | {r['expert_steps_mean']} |" for r in rows],
+        "",
+        f"![MetaWorld MT10 frames]({res['images']})",
+        "",
+    ]  # fmt: skip
 
 
 def weight_sync(lines: list[str]) -> None:
@@ -602,7 +662,10 @@ def main() -> None:
     head_cost(lines)
     throughput(lines)
     throughput(lines, "libero_throughput")
+    throughput(lines, "metaworld_throughput")
     libero_render(lines)
+    metaworld_env(lines)
+    metaworld_learning(lines)
     emulated(lines)
     weight_sync(lines)
     fault_matrix(lines)

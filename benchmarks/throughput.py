@@ -5,6 +5,7 @@ repeats, against one bound per workload measured apart from all of them.
     python benchmarks/throughput.py --workloads longtail --repeats 5
     python benchmarks/throughput.py --workloads embedded_128k            # the main job's set-up, 128k trained steps
     python benchmarks/throughput.py --workloads libero_spatial --env-steps 3000   # real LIBERO (libero extra)
+    python benchmarks/throughput.py --workloads metaworld_mt10    # real MetaWorld MT10 (metaworld extra)
 
 The yardstick (docs/benchmarks.md): first the workload's stages are calibrated, each alone (verl_async_vla/
 calibrate.py), giving the disaggregated and machine bounds every trainer is held to. Then every trainer runs the
@@ -14,7 +15,8 @@ trained/s (the headline; median, min, max), executed/s, the untrained share, mac
 step and the steady-state rate over the middle of the run. "Best sync" is the best by median. A run above a bound
 is reported as a broken bound. The `longtail` workload is the reference profile (16 envs; per-step latency
 lognormal, median 10 ms, sigma 1.0; every reset 0.5 s); `embedded` is the main job's own env, model and batch (no
-injected latency). Writes docs/results/throughput.json (LIBERO: libero_throughput.json) and the timelines of the
+injected latency). Writes docs/results/throughput.json (LIBERO: libero_throughput.json, MetaWorld:
+metaworld_throughput.json) and the timelines of the
 first repeat, then regenerates docs/benchmarks.md.
 """
 
@@ -76,10 +78,20 @@ WORKLOADS = {
         "algo.train_batch_episodes=4",
         "algo.minibatch_size=64",
     ],  # fmt: skip
+    # Real MetaWorld MT10 (metaworld extra): 2 shards x 5 envs, one per task, SFT start, 200-step episodes.
+    "metaworld_mt10": [
+        "env=metaworld_mt10",
+        "model=tiny_vla_metaworld",
+        "trainer.eval_episodes=0",
+        "algo.train_batch_episodes=10",
+        "algo.minibatch_size=128",
+    ],  # fmt: skip
 }
 # env steps trained per run, by workload (--env-steps overrides): several updates each
 BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 32000, "embedded_128k": 128000,
-          "libero_spatial": 3000}  # fmt: skip
+          "libero_spatial": 3000, "metaworld_mt10": 12000}  # fmt: skip
+# Workloads on a real simulator write their own results file; the others share throughput.json.
+RESULT_OF = {"libero_spatial": "libero_throughput", "metaworld_mt10": "metaworld_throughput"}
 # No evaluation: it is outside the timed window anyway, and costs minutes over all repeats.
 COMMON = ["trainer.eval_every=0", "trainer.eval_episodes=0", "trainer.timeline=true"]
 TRAINERS = {
@@ -191,8 +203,8 @@ def main() -> None:
               f"{row['max_trainer_over_machine_bound']:.0%}", flush=True)  # fmt: skip
         row.update(command=" ".join(["python", *sys.argv]), **run_provenance(summaries))
         rows.append(row)
-    for result in ("throughput", "libero_throughput"):
-        mine = [r for r in rows if r["name"].startswith("libero") == (result == "libero_throughput")]
+    for result in ("throughput", *RESULT_OF.values()):
+        mine = [r for r in rows if RESULT_OF.get(r["name"], "throughput") == result]
         if mine:
             merge_and_write(result, mine)
     import report

@@ -46,10 +46,12 @@ def play(
     seed_base: int = HELD_OUT_SEED_BASE,
     shuffle_instructions: bool = False,
     first: EpisodeRecord | None = None,
+    env_ids: list[int] | None = None,
 ) -> list[bool]:
     """Run `episodes` episodes (in waves of the shard's size) with pinned seeds; returns per-episode success.
     With `shuffle_instructions` each env is given, for its whole episode, another env's instruction. `first`
-    records the first episode (env 0 of the first wave): its frames, instruction and outcome."""
+    records the first episode (env 0 of the first wave): its frames, instruction and outcome. `env_ids`, when
+    given, receives the env of each returned episode (a multi-task shard's task per episode)."""
     success: list[bool] = []
     rng = np.random.default_rng(0)
     for wave in range(-(-episodes // shard.num_envs)):
@@ -73,6 +75,8 @@ def play(
             if recording and done[0]:
                 first.success = bool(res.success[0])
             success += res.success[done].tolist()
+            if env_ids is not None:
+                env_ids += ids[done].tolist()
             keep = ~done
             ids, obs = ids[keep], res.obs
             obs.image, obs.state = obs.image[keep], obs.state[keep]
@@ -151,10 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
     env_cfg = env_config_for(args.checkpoint, model_cfg, args.env, args.set)
     env_cfg.num_envs_per_worker, env_cfg.latency = min(args.num_envs, args.episodes), "none"
     shard = make_env_shard(env_cfg, seed=0)
-    first = EpisodeRecord()
+    first, played_by = EpisodeRecord(), []
     try:
         success = play(shard, greedy(policy), args.episodes, shuffle_instructions=args.shuffle_instructions,
-                       first=first)  # fmt: skip
+                       first=first, env_ids=played_by)  # fmt: skip
     finally:
         shard.close()
     result = {
@@ -165,6 +169,14 @@ def main(argv: list[str] | None = None) -> dict:
         "shuffled_instructions": args.shuffle_instructions,
         "policy_version": ckpt["meta"].get("policy_version"),
     }
+    tasks = getattr(shard, "tasks", None)  # multi-task shards (LIBERO, MetaWorld): success per task as well
+    if tasks is not None:
+        by_task: dict[str, list[bool]] = {}
+        for env, ok in zip(played_by, success, strict=True):
+            by_task.setdefault(str(tasks[env]), []).append(ok)
+        result["per_task"] = {
+            t: {"episodes": len(v), "success_rate": float(np.mean(v))} for t, v in by_task.items()
+        }
     if args.strip:
         outcome = "success" if first.success else "failure"
         title = f"{env_cfg.name}: '{first.instruction}' ({outcome})"

@@ -131,6 +131,8 @@ def test_recipes_compose_onto_the_primary_config():
         ("embedded_async", "async_vla", "embedded_reach"),
         ("libero_spatial_sync", "sync", "libero"),
         ("libero_spatial_async", "async_vla", "libero"),
+        ("metaworld_mt10_sync", "sync", "metaworld"),
+        ("metaworld_mt10_async", "async_vla", "metaworld"),
     ):
         with init_dir(config_dir=recipes, version_base=None):
             cfg = compose(
@@ -141,13 +143,29 @@ def test_recipes_compose_onto_the_primary_config():
         if env == "libero":  # the model is shaped for LIBERO and starts from scratch (no scripted expert)
             assert (run.model.action_dim, run.model.state_dim, run.model.init) == (7, 8, "scratch")
             assert run.env.libero.suite == "libero_spatial" and run.env.max_episode_steps == 220
+        if env == "metaworld":  # MetaWorld's 4-d action and proprio state, SFT from its scripted experts
+            assert (run.model.action_dim, run.model.state_dim, run.model.init) == (4, 4, "sft")
+            assert (
+                run.env.metaworld.suite == "mt10" and run.env.num_workers * run.env.num_envs_per_worker == 10
+            )
 
 
 def test_every_env_group_file_composes():
     """env=libero_object, env=gym_reacher, ... are valid selections (validation does not import the simulators)."""
     for path in sorted(Path(CONFIG_DIR, "env").glob("*.yaml")):
         run = validate(compose_cfg(f"env={path.stem}", "run_dir=/tmp/x"))
-        assert run.env.name in ("embedded_reach", "libero", "gymnasium")
+        assert run.env.name in ("embedded_reach", "libero", "gymnasium", "metaworld")
+
+
+def test_every_metaworld_task_has_its_env_file_selecting_it():
+    """env=metaworld_<task> exists for each of the 50 tasks and selects that task alone."""
+    from verl_async_vla.envs.metaworld.tasks import INSTRUCTIONS, suite_tasks
+
+    for task in INSTRUCTIONS:
+        run = validate(compose_cfg(f"env=metaworld_{task}", "run_dir=/tmp/x"))
+        assert run.env.name == "metaworld" and suite_tasks(run.env.metaworld.suite) == (task,)
+    files = {p.stem for p in Path(CONFIG_DIR, "env").glob("metaworld_*.yaml")}
+    assert files == {f"metaworld_{t}" for t in INSTRUCTIONS} | {"metaworld_mt10", "metaworld_mt50"}
 
 
 def test_yaml_defaults_match_the_dataclass_defaults():

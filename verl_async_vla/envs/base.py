@@ -58,7 +58,7 @@ class ShardStep:
 
 
 class EnvShard(ABC):
-    """N envs stepped as a batch. Implementations: `embedded_reach`, `libero`, `gymnasium`."""
+    """N envs stepped as a batch. Implementations: `embedded_reach`, `libero`, `metaworld`, `gymnasium`, `emulated`."""
 
     num_envs: int
     spec: EnvSpec

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from verl_async_vla.config.schema import RunConfig
-from verl_async_vla.envs import EnvShard, make_env_shard
+from verl_async_vla.envs import EnvShard, env_tasks, make_env_shard
 from verl_async_vla.models import PolicyObs, build_policy
 from verl_async_vla.models.checkpoint import FLOW_SHAPE_KEYS, save_checkpoint
 
@@ -41,7 +42,8 @@ def sft_cache_path(cfg: RunConfig) -> Path:
         "sft": {k: v for k, v in dataclasses.asdict(cfg.sft).items() if k != "cache_dir"},
         # the default 3 cubes add nothing, so caches made before `env.reach` existed stay valid
         "env": [cfg.env.name, cfg.env.image_size, cfg.env.max_episode_steps]
-        + ([cfg.env.reach.cubes] if cfg.env.name == "embedded_reach" and cfg.env.reach.cubes != 3 else []),
+        + ([cfg.env.reach.cubes] if cfg.env.name == "embedded_reach" and cfg.env.reach.cubes != 3 else [])
+        + ([dataclasses.asdict(cfg.env.metaworld)] if cfg.env.name == "metaworld" else []),
         "seed": cfg.seed,
         "v": 1,
     }
@@ -77,14 +79,28 @@ def collect_demos(shard: EnvShard, episodes: int, chunk: int) -> tuple[PolicyObs
     return obs, torch.from_numpy(np.concatenate(chunks))
 
 
+DEMO_ENVS = 8  # envs per demonstration shard
+
+
+def demonstrate(cfg: RunConfig) -> tuple[PolicyObs, torch.Tensor]:
+    """`sft.demo_episodes` expert episodes. A multi-task env spreads its tasks round-robin over envs, so the episodes
+    are split over as many shards (ranks) as it takes for every task to be demonstrated."""
+    ranks = max(1, math.ceil(len(env_tasks(cfg.env)) / DEMO_ENVS))
+    # demonstrations pay no injected latency (it models simulator time, not the task)
+    env = dataclasses.replace(cfg.env, num_envs_per_worker=DEMO_ENVS, latency="none")
+    parts = []
+    for rank in range(ranks):
+        shard = make_env_shard(env, seed=10_000 + cfg.seed, rank=rank)
+        parts.append(collect_demos(shard, math.ceil(cfg.sft.demo_episodes / ranks), cfg.model.chunk))
+        shard.close()
+    obs = PolicyObs(torch.cat([o.image for o, _ in parts]), torch.cat([o.state for o, _ in parts]),
+                    [t for o, _ in parts for t in o.instruction])  # fmt: skip
+    return obs, torch.cat([a for _, a in parts])
+
+
 def train_sft(cfg: RunConfig) -> Path:
     torch.manual_seed(cfg.seed)
-    # demonstrations pay no injected latency (it models simulator time, not the task)
-    shard = make_env_shard(
-        dataclasses.replace(cfg.env, num_envs_per_worker=8, latency="none"), seed=10_000 + cfg.seed
-    )
-    obs, actions = collect_demos(shard, cfg.sft.demo_episodes, cfg.model.chunk)
-    shard.close()
+    obs, actions = demonstrate(cfg)
     policy = build_policy(cfg.model)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.sft.lr)
     gen = torch.Generator().manual_seed(cfg.seed)

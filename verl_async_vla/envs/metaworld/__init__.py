@@ -1,0 +1,1 @@
+"""MetaWorld backend (`pip install 'verl-async-vla[metaworld]'`): the 50 Sawyer tasks with language instructions."""
