@@ -90,3 +90,17 @@ class EnvShard(ABC):
                 f"action_dim={self.spec.action_dim}), got {tuple(actions.shape)}; set model.action_dim="
                 f"{self.spec.action_dim} to match the env."
             )
+
+
+class PerEnvRngs:
+    """Mixin for shards that draw each env's next layout from its own numpy Generator (`self.rngs`): their state is
+    what a resumed run needs to draw the same layouts (`EnvShard.get_rng_state`)."""
+
+    rngs: list[np.random.Generator]
+
+    def get_rng_state(self) -> list[dict]:
+        return [rng.bit_generator.state for rng in self.rngs]
+
+    def set_rng_state(self, state: list[dict]) -> None:
+        for rng, s in zip(self.rngs, state, strict=True):
+            rng.bit_generator.state = s

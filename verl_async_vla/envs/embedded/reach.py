@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless software/GPU rendering; mu
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from verl_async_vla.envs.base import EnvShard, EnvSpec, ShardObs, ShardStep  # noqa: E402
+from verl_async_vla.envs.base import EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep  # noqa: E402
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.9, 0.1, 0.1),
@@ -138,7 +138,7 @@ def _sample_separated(rng: np.random.Generator, n: int) -> np.ndarray:
             return pts
 
 
-class EmbeddedReachShard(EnvShard):
+class EmbeddedReachShard(PerEnvRngs, EnvShard):
     """`num_envs` colour-reach envs; episode layouts come from a per-env seeded generator."""
 
     def __init__(self, num_envs: int, image_size: int = 64, max_episode_steps: int = 40, seed: int = 0,
@@ -157,13 +157,6 @@ class EmbeddedReachShard(EnvShard):
         self.envs = [_ReachEnv(image_size, cubes) for _ in range(num_envs)]
         self.rngs = [np.random.default_rng([seed, i]) for i in range(num_envs)]
         self.done = np.ones(num_envs, dtype=bool)
-
-    def get_rng_state(self) -> list[dict]:
-        return [rng.bit_generator.state for rng in self.rngs]
-
-    def set_rng_state(self, state: list[dict]) -> None:
-        for rng, s in zip(self.rngs, state, strict=True):
-            rng.bit_generator.state = s
 
     def reset(self, env_ids: np.ndarray, seeds: np.ndarray | None = None) -> ShardObs:
         env_ids = np.asarray(env_ids, dtype=np.int64)

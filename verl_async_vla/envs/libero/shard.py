@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from verl_async_vla.config.schema import EnvConfig
-from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, ShardObs, ShardStep
+from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep
 from verl_async_vla.envs.libero.render import apply_fast_render
 from verl_async_vla.envs.libero.suites import NOOP_ACTION, require_libero, split_init_states
 
@@ -32,7 +32,7 @@ def quat2axisangle(quat: np.ndarray) -> np.ndarray:
     return quat[:3] * 2.0 * math.acos(w) / den
 
 
-class LiberoShard(EnvShard):
+class LiberoShard(PerEnvRngs, EnvShard):
     def __init__(self, cfg: EnvConfig, seed: int, rank: int = 0):
         require_libero()
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -158,14 +158,6 @@ class LiberoShard(EnvShard):
         return ShardStep(
             self._observe(np.asarray(env_ids), raw), reward, success.copy(), truncated, success, steps
         )
-
-    def get_rng_state(self) -> list[dict]:
-        """What draws each env's next training init state (the scene itself is seeded from its init state)."""
-        return [rng.bit_generator.state for rng in self.rngs]
-
-    def set_rng_state(self, state: list[dict]) -> None:
-        for rng, s in zip(self.rngs, state, strict=True):
-            rng.bit_generator.state = s
 
     def close(self) -> None:
         for env in self.envs:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from verl_async_vla.config.schema import EnvConfig
-from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, ShardObs, ShardStep
+from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep
 from verl_async_vla.envs.metaworld.tasks import INSTRUCTIONS, split_variations, suite_tasks
 
 STATE_DIM = 4  # hand xyz + gripper opening: the first 4 of MetaWorld's 39-d observation
@@ -74,7 +74,7 @@ def make_renderer(env: Any, size: int, fast: bool) -> Any:
     return renderer
 
 
-class MetaWorldShard(EnvShard):
+class MetaWorldShard(PerEnvRngs, EnvShard):
     def __init__(self, cfg: EnvConfig, seed: int, rank: int = 0):
         require_metaworld()
         os.environ.setdefault("MUJOCO_GL", "egl")
@@ -191,13 +191,6 @@ class MetaWorldShard(EnvShard):
                     obs, *_ = env.step(out[k, t])
             restore_state(env, saved)
         return out
-
-    def get_rng_state(self) -> list[dict]:
-        return [rng.bit_generator.state for rng in self.rngs]
-
-    def set_rng_state(self, state: list[dict]) -> None:
-        for rng, s in zip(self.rngs, state, strict=True):
-            rng.bit_generator.state = s
 
     def close(self) -> None:
         for renderer in self.renderers:
