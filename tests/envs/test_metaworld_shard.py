@@ -122,14 +122,26 @@ def test_a_diverged_simulation_loses_its_episode_with_a_clear_error(shard):
     assert np.isfinite(obs.state).all()
 
 
+def test_a_missing_backend_names_the_install_command(monkeypatch):
+    """Checked by the driver before any worker starts (no Ray trace), with or without metaworld installed."""
+    import importlib.util
+
+    from verl_async_vla.envs import check_env_backend
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "metaworld" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"verl-async-vla\[metaworld\]"):
+        check_env_backend(mt10_cfg())
+
+
 @needs_metaworld
-def test_a_missing_backend_and_a_bad_suite_name_the_fix(monkeypatch):
+def test_a_bad_suite_name_is_refused_naming_the_key():
     from verl_async_vla.envs import make_env_shard
 
     with pytest.raises(ValueError, match="env.metaworld.suite"):
-        make_env_shard(
-            mt10_cfg().__class__(name="metaworld", metaworld=MetaWorldConfig(suite="mt11")), seed=0
-        )
+        make_env_shard(EnvConfig(name="metaworld", metaworld=MetaWorldConfig(suite="mt11")), seed=0)
 
 
 @needs_metaworld
