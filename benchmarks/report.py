@@ -30,7 +30,13 @@ def _provenance(res: dict) -> list[str]:
         machine = f"- machine, per workload (speeds compare within a row, not across rows): {where}"
     else:
         machine = f"- machine: {_machine(res['machine'])}"
-    return [f"- command: `{res['command']}`", machine,
+    # rows kept from earlier invocations name their own command: list every one when they differ
+    sources = list(
+        dict.fromkeys(r["source"] for r in res.get("runs", []) if isinstance(r, dict) and r.get("source"))
+    )
+    command = (f"- commands (each run names its own): {'; '.join(f'`{c}`' for c in sources)}" if len(sources) > 1
+               else f"- command: `{res['command']}`")  # fmt: skip
+    return [command, machine,
             f"- date of the runs: {res['date']}, commit: {res.get('commit', 'not recorded')}", ""]  # fmt: skip
 
 
