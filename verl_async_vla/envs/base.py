@@ -8,6 +8,7 @@ emit); resets may be slow and may target any subset of envs, so a shard never fo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,3 +105,22 @@ class PerEnvRngs:
     def set_rng_state(self, state: list[dict]) -> None:
         for rng, s in zip(self.rngs, state, strict=True):
             rng.bit_generator.state = s
+
+    def draw_start(
+        self, i: int, seed: int | None, train: Sequence[int], held: Sequence[int]
+    ) -> tuple[int, np.random.Generator]:
+        """-> (start, generator) of env i's next episode: a training start from the env's own stream, or, for a
+        pinned seed, from a generator of that seed (a held-out seed, >= HELD_OUT_SEED_BASE: a held-out start). The
+        generator is returned for the episode's other draws (an instruction's phrasing).
+
+        A held-out start is drawn from its seed, never taken as seed % len(held): evaluation hands env j of n the
+        seeds base + wave * n + j, so with the modulus an env count that is a multiple of len(held) replays one start
+        per env every wave (MetaWorld MT10 evaluated on 10 envs measured one variation per task)."""
+        rng = self.rngs[i] if seed is None else np.random.default_rng(seed)
+        pool = held if seed is not None and seed >= HELD_OUT_SEED_BASE else train
+        if not len(pool):
+            raise ValueError(
+                "no starts to draw from: the split left this pool empty (see the env's *_init_states / "
+                "eval_variations setting)."
+            )
+        return int(pool[int(rng.integers(len(pool)))]), rng

@@ -3,7 +3,7 @@
 Each env gets one task (a suite's tasks spread round-robin over every env of every shard), keeps its simulator for
 the whole run (construction ~8-11 s on CPU) and starts each episode from one of the task's official init states:
 soft reset (~0.3 s; `hard_reset=True` rebuilds the model, ~3 s), `set_init_state`, then `settle_steps` no-op steps.
-Training draws init states from the train split only; held-out seeds (>= HELD_OUT_SEED_BASE) walk the eval split.
+Training draws init states from the train split only; held-out seeds (>= HELD_OUT_SEED_BASE) draw from the eval split.
 """
 
 from __future__ import annotations
@@ -86,14 +86,9 @@ class LiberoShard(PerEnvRngs, EnvShard):
 
     def _pick_init(self, i: int, seed: int | None) -> int:
         train, held = self.splits[self.tasks[i]]
-        if seed is not None and seed >= HELD_OUT_SEED_BASE:
-            if not held:
-                raise ValueError(
-                    "evaluation needs held-out init states: set env.libero.eval_init_states >= 1."
-                )
-            return held[(seed - HELD_OUT_SEED_BASE) % len(held)]
-        rng = self.rngs[i] if seed is None else np.random.default_rng(seed)
-        return train[int(rng.integers(len(train)))]
+        if seed is not None and seed >= HELD_OUT_SEED_BASE and not held:
+            raise ValueError("evaluation needs held-out init states: set env.libero.eval_init_states >= 1.")
+        return self.draw_start(i, seed, train, held)[0]
 
     def _observe(self, ids: np.ndarray, raw: list[dict]) -> ShardObs:
         if not len(raw):

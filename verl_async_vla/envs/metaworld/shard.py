@@ -3,7 +3,7 @@
 Each env holds one task (a suite's tasks spread round-robin over every env of every shard) for the whole run and
 starts each episode from one of the task's parametric variations (MetaWorld's `train_tasks`: 50 object and goal
 placements per task, drawn once from `env.metaworld.variation_seed`): training draws from the first ones, held-out
-seeds (>= HELD_OUT_SEED_BASE) walk the last `eval_variations`, so the two never mix. The policy sees a rendered
+seeds (>= HELD_OUT_SEED_BASE) draw from the last `eval_variations`, so the two never mix. The policy sees a rendered
 camera image, the proprio state (hand position and gripper opening) and an instruction; the object and goal
 positions MetaWorld puts in its state vector go to the scripted expert only.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from verl_async_vla.config.schema import EnvConfig
-from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep
+from verl_async_vla.envs.base import EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep
 from verl_async_vla.envs.metaworld.tasks import INSTRUCTIONS, split_variations, suite_tasks
 
 STATE_DIM = 4  # hand xyz + gripper opening: the first 4 of MetaWorld's 39-d observation
@@ -114,12 +114,8 @@ class MetaWorldShard(PerEnvRngs, EnvShard):
 
     def _pick(self, i: int, seed: int | None) -> tuple[int, int]:
         """-> (variation, phrasing) of env i's next episode."""
-        train, held = self.splits[self.tasks[i]]
-        if seed is not None and seed >= HELD_OUT_SEED_BASE:
-            k = seed - HELD_OUT_SEED_BASE
-            return held[k % len(held)], (k // len(held)) % 3
-        rng = self.rngs[i] if seed is None else np.random.default_rng(seed)
-        return train[int(rng.integers(len(train)))], int(rng.integers(3))
+        variation, rng = self.draw_start(i, seed, *self.splits[self.tasks[i]])
+        return variation, int(rng.integers(3))
 
     def _render(self, i: int) -> np.ndarray:
         renderer = self.renderers[i]
