@@ -7,7 +7,8 @@ variations (needs the metaworld extra).
 Each run is the recipe users run (`verl-async-vla --config-dir recipes --config-name metaworld_mt10_<trainer>`). Its
 SFT start and its final checkpoint are then evaluated greedy on the same `--eval-episodes` held-out variations
 (spread evenly over the 10 tasks), the final one also with every env told another env's instruction. Writes
-docs/results/metaworld.json (after every run, so a stopped invocation keeps what finished), then regenerates
+docs/results/metaworld.json (after every run, so a stopped invocation keeps what finished, merged with the rows
+already in the file, so that two invocations, e.g. one per trainer, may run side by side), then regenerates
 docs/benchmarks.md.
 """
 
@@ -125,12 +126,13 @@ def main() -> None:
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="metaworld_"))
     out.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "metaworld.json"
-    kept = json.loads(path.read_text())["runs"] if path.is_file() else []
     rows: list[dict] = []
     for seed in args.seeds:
         for trainer in args.trainers:
             rows.append(run_row(trainer, seed, out, args.total_env_steps, args.eval_episodes))
             done = {(r["trainer"], r["seed"]) for r in rows}
+            # read before every write: another invocation (the other trainer's seeds) may have added rows meanwhile
+            kept = json.loads(path.read_text())["runs"] if path.is_file() else []
             runs = [r for r in kept if (r["trainer"], r["seed"]) not in done] + rows
             write_result("metaworld", {**run_provenance(runs), "command_run": " ".join(["python", *sys.argv]),
                                        "runs": runs, "summary": summarise(runs)})  # fmt: skip
