@@ -220,10 +220,13 @@ def test_the_sparse_reward_pays_only_success_and_the_dense_one_is_metaworlds():
                 res = shard.step(ids[:1], shard.expert_actions(ids[:1], 4))
                 total[0] += res.reward[0]
                 success[0] |= res.success[0]
-            got[reward] = total[0]
+            got[reward] = total[0], int(shard.t[0])
         finally:
             shard.close()
-    assert got["sparse"] == 1.0  # the episode's one success step
-    assert got["dense"] > 10.0  # MetaWorld's shaped reward, paid every step
+    assert got["sparse"][0] == 1.0  # the episode's one success step
+    # dense: MetaWorld's shaped reward over 10 each step (0-1), then the rest of the episode at 1 from the success on
+    total, t = got["dense"]
+    shaped = total - (200 - t)
+    assert 0.1 * t < shaped <= t, (total, t)
     with pytest.raises(ValueError, match="env.metaworld.reward"):
         make_env_shard(mt10_cfg(reward="shaped"), seed=0)

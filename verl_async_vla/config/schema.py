@@ -52,7 +52,8 @@ class MetaWorldConfig:
         0  # draws the 50 variations per task (MetaWorld's MT1 seed); the same in every process
     )
     fast_render: bool = True  # no multisampling/shadows/reflections: ~5 ms instead of ~100 ms per 64x64 frame
-    # sparse (1 at success, as the embedded task and LIBERO) | dense (MetaWorld's shaped reward, 0-10 per step)
+    # sparse (1 at success, as the embedded task and LIBERO) | dense (MetaWorld's shaped reward over 10 per step, and
+    # at success the rest of the episode at 1 per step: envs/metaworld/shard.py)
     reward: str = "sparse"
 
 

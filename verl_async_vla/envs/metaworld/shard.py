@@ -25,6 +25,7 @@ from verl_async_vla.envs.metaworld.tasks import INSTRUCTIONS, split_variations, 
 STATE_DIM = 4  # hand xyz + gripper opening: the first 4 of MetaWorld's 39-d observation
 ACTION_DIM = 4  # hand xyz delta + gripper effort, in [-1, 1]
 REWARDS = ("sparse", "dense")  # env.metaworld.reward
+DENSE_MAX = 10.0  # MetaWorld v3's shaped rewards lie in [0, 10] (10 at success)
 FIX = "pip install 'verl-async-vla[metaworld]' (metaworld 3.1.1, which pins mujoco 3.3.0)"
 
 
@@ -160,12 +161,17 @@ class MetaWorldShard(PerEnvRngs, EnvShard):
                 check_physics(env, self.tasks[i])
                 self.full_obs[i] = obs
                 # sparse: 1 at success, as the embedded task and LIBERO reward (pi_RL, RLinf); dense: MetaWorld's
-                # shaped 0-10 per step, whose returns (~1,000 per episode) a PPO critic from scratch chases
-                reward[k] += float(info["success"]) if self.sparse else float(r)
+                # shaped reward (0-10 per step) over 10
+                reward[k] += float(info["success"]) if self.sparse else float(r) / DENSE_MAX
                 steps[k] += 1
                 self.t[i] += 1
                 if info["success"]:  # MetaWorld's own success predicate for the task
                     success[k] = True
+                    if not self.sparse:
+                        # the episode ends at success, so without this a policy that hovers short of it (~0.5-0.9
+                        # per step) earns more than one that succeeds early: pay the rest of the episode at the
+                        # success reward, as if it went on there
+                        reward[k] += float(self.cfg.max_episode_steps - self.t[i])
                     break
                 if self.t[i] >= self.cfg.max_episode_steps:
                     break
