@@ -20,7 +20,9 @@ def test_an_evaluating_env_sees_many_held_out_starts_whatever_the_env_count():
     for n in (5, 10, 20):
         starts = Starts(n)
         for j in range(n):
-            seen = {starts.draw_start(j, HELD_OUT_SEED_BASE + wave * n + j, TRAIN, HELD)[0] for wave in range(10)}
+            seen = {
+                starts.draw_start(j, HELD_OUT_SEED_BASE + wave * n + j, TRAIN, HELD)[0] for wave in range(10)
+            }
             assert seen <= set(HELD) and len(seen) >= 4, (n, j, seen)
 
 

@@ -64,7 +64,8 @@ def test_init_states_are_applied_deterministically_and_split(shard):
     shard.step(np.arange(2), np.random.default_rng(0).uniform(-1, 1, (2, 4, 7)))  # disturb the scene
     again = shard.reset(np.arange(2), seeds)
     assert np.array_equal(first.image, again.image) and np.array_equal(first.state, again.state)
-    assert (held >= 40).all() and np.array_equal(held, shard.init_index)  # held-out seeds draw from the eval split
+    # held-out seeds draw from the eval split
+    assert (held >= 40).all() and np.array_equal(held, shard.init_index)
     for _ in range(5):  # training resets only ever draw from the train split
         shard.reset(np.arange(2))
         assert (shard.init_index < 40).all()
