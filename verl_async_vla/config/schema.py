@@ -104,6 +104,18 @@ class EnvFaultConfig:
 
 
 @dataclass
+class WorldModelConfig:
+    """Imagined envs (world_models/, docs/world_models.md): env workers whose shards are a learned world model, as
+    ranks after the real ones. Only training uses them; evaluation and every success figure are the real simulator's."""
+
+    name: str = "none"  # none | a registered world model (world_models/registry.py: WORLD_MODELS)
+    # world_model.safetensors written by `python -m verl_async_vla.world_models.pretrain`; its episodes.npz beside it
+    # holds the real contexts imagined episodes start from
+    checkpoint: str | None = None
+    workers: int = 1  # env workers of imagined envs (env.num_envs_per_worker each): the real:imagined knob
+
+
+@dataclass
 class EnvConfig:
     name: str = "embedded_reach"  # embedded_reach | libero | metaworld | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
@@ -117,6 +129,12 @@ class EnvConfig:
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
     faults: EnvFaultConfig = field(default_factory=EnvFaultConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+
+    @property
+    def imagined_workers(self) -> int:
+        """Env workers of imagined envs (ranks num_workers, num_workers + 1, ...); 0 without a world model."""
+        return self.world_model.workers if self.world_model.name != "none" else 0
 
 
 @dataclass

@@ -6,7 +6,8 @@ Architecture (a U-Net conditioned by FiLM, Perez et al. 2018):
   scale and shift of the 8x8 features;
 - decoder: upsampling 3x3 convolutions back to full size with the skips, predicting a *change* of the frame (most
   pixels do not change: only the end-effector, and a cube it pushes, move);
-- heads on the pooled conditioned features: the next state (as a change), the chunk's reward and a success logit.
+- heads on keypoints (spatial softmax, Levine et al. 2016) of the conditioned and the encoder features: the next state
+  (as a change), the chunk's reward and a success logit.
 The reward and success heads read the instruction, the frame and the motion: whether the end-effector nears the
 named cube is visible only through the frame, as for the policy.
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from verl_async_vla.models.precision import resolve_vision_dtype
+from verl_async_vla.models.tiny_vla import SpatialSoftmax
 from verl_async_vla.models.tokenizer import WordTokenizer
 from verl_async_vla.world_models.base import WorldModel, WorldPrediction, WorldState
 
@@ -55,12 +57,20 @@ class EmbeddedWorldModel(nn.Module, WorldModel):
         self.cond = nn.Sequential(nn.Linear(cond_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.film = nn.Linear(hidden, 4 * 4 * c)  # two FiLM'd 3x3 blocks at 8x8
         self.mid = nn.ModuleList([nn.Conv2d(4 * c, 4 * c, 3, 1, 1), nn.Conv2d(4 * c, 4 * c, 3, 1, 1)])
-        self.dec = nn.ModuleList([nn.Conv2d(4 * c, 2 * c, 3, 1, 1),  # at 16, then + skip 2c
-                                  nn.Conv2d(4 * c, c, 3, 1, 1),  # at 32, then + skip c
-                                  nn.Conv2d(2 * c, c // 2, 3, 1, 1)])  # at 64, then + the frame  # fmt: skip
+        # every decoder stage sees pixel coordinates (CoordConv, Liu et al. 2018) and is FiLM'd by the conditioning
+        # and the *predicted* next state: where the end-effector goes is then a per-channel shift against the
+        # coordinates, which a convolution can turn into "paint it here" at any resolution
+        self.dec = nn.ModuleList([nn.Conv2d(4 * c + 2, 2 * c, 3, 1, 1),  # at 16, then + skip 2c
+                                  nn.Conv2d(4 * c + 2, c, 3, 1, 1),  # at 32, then + skip c
+                                  nn.Conv2d(2 * c + 2, c // 2, 3, 1, 1)])  # at 64, then + the frame  # fmt: skip
+        self.dec_widths = (2 * c, c, c // 2)
+        self.dec_film = nn.Linear(hidden + state_dim, 2 * sum(self.dec_widths))
         self.out = nn.Conv2d(c // 2 + 3, 3, 3, 1, 1)
+        # the heads read *where* things are: keypoints (spatial softmax) of the instruction-conditioned 8x8 features
+        # and of the 16x16 encoder features; a mean pool would average the named cube's position away
+        self.keypoints = SpatialSoftmax()
         self.heads = nn.Sequential(
-            nn.Linear(4 * c + hidden, hidden), nn.GELU(), nn.Linear(hidden, state_dim + 2)
+            nn.Linear(2 * (4 * c + 2 * c) + hidden, hidden), nn.GELU(), nn.Linear(hidden, state_dim + 2)
         )
         nn.init.zeros_(self.out.weight)  # start as "nothing changes"
         nn.init.zeros_(self.out.bias)
@@ -80,16 +90,24 @@ class EmbeddedWorldModel(nn.Module, WorldModel):
             film = self.film(cond).view(len(h), 4, -1, 1, 1)
             for k, conv in enumerate(self.mid):
                 h = h + F.gelu(conv(h) * (1 + film[:, 2 * k]) + film[:, 2 * k + 1])
-            pooled = h.mean(dim=(2, 3))
+        # the heads and the decoder's conditioning in fp32
+        where = [self.keypoints(h.float()), self.keypoints(skips[2].float())]
+        out = self.heads(torch.cat([*where, cond], dim=1))
+        next_state = state + out[:, : self.state_dim]
+        films = self.dec_film(torch.cat([cond, next_state], dim=1)).split(
+            [w for w in self.dec_widths for _ in (0, 1)], dim=1
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for k, conv in enumerate(self.dec):
-                h = F.gelu(conv(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+                h = conv(torch.cat([h, _coords(h)], dim=1))
+                h = F.gelu(h * (1 + films[2 * k][..., None, None]) + films[2 * k + 1][..., None, None])
                 h = torch.cat([h, skips[-2 - k]], dim=1)
             delta = self.out(h)
-        delta, pooled = delta.float(), pooled.float()
-        out = self.heads(torch.cat([pooled, cond], dim=1))
+        delta = delta.float()
         return {
             "image": (image + delta).clamp(0, 1),
-            "state": state + out[:, : self.state_dim],
+            "state": next_state,
             "reward": out[:, self.state_dim],
             "success_logit": out[:, self.state_dim + 1],
         }
@@ -132,6 +150,14 @@ class EmbeddedWorldModel(nn.Module, WorldModel):
 
     def config(self) -> dict[str, Any]:
         return dict(self.hparams)
+
+
+def _coords(h: torch.Tensor) -> torch.Tensor:
+    """(n, 2, H, W) pixel coordinates in [-1, 1], in h's dtype."""
+    n, _, height, width = h.shape
+    ys = torch.linspace(-1, 1, height, dtype=h.dtype).view(1, 1, height, 1).expand(n, 1, height, width)
+    xs = torch.linspace(-1, 1, width, dtype=h.dtype).view(1, 1, 1, width).expand(n, 1, height, width)
+    return torch.cat([xs, ys], dim=1)
 
 
 def prediction_loss(pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]

@@ -8,11 +8,16 @@ seed (>= HELD_OUT_SEED_BASE: evaluation) is refused: success is only ever measur
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import numpy as np
 
+from verl_async_vla.config.schema import EnvConfig
 from verl_async_vla.envs.base import HELD_OUT_SEED_BASE, EnvShard, EnvSpec, PerEnvRngs, ShardObs, ShardStep
 from verl_async_vla.world_models.base import WorldModel, WorldState
 from verl_async_vla.world_models.data import WorldModelData
+from verl_async_vla.world_models.registry import load_world_model
 
 
 class WorldModelShard(PerEnvRngs, EnvShard):
@@ -85,3 +90,24 @@ class WorldModelShard(PerEnvRngs, EnvShard):
     def _observe(self, env_ids: np.ndarray) -> ShardObs:
         return ShardObs(env_ids, self.image[env_ids].copy(), self.state[env_ids].copy(),
                         [self.instruction[i] for i in env_ids])  # fmt: skip
+
+
+_LOADED: dict[str, tuple[WorldModel, WorldModelData]] = {}  # checkpoint -> (model, contexts), one per process
+_LOAD_LOCK = threading.Lock()
+
+
+def make_imagined_shard(cfg: EnvConfig, seed: int, rank: int) -> WorldModelShard:
+    """An imagined shard of `cfg.num_envs_per_worker` envs from `cfg.world_model` (the env lanes' one-env shards:
+    every lane of a worker shares one loaded model and its contexts)."""
+    path = str(Path(cfg.world_model.checkpoint or "").expanduser())
+    with _LOAD_LOCK:
+        if path not in _LOADED:
+            contexts = Path(path).parent / "episodes.npz"
+            _LOADED[path] = (load_world_model(path), WorldModelData.load(contexts))
+        model, data = _LOADED[path]
+    if model.image_shape != (cfg.image_size, cfg.image_size, 3):
+        raise ValueError(
+            f"the world model {path} predicts {model.image_shape} frames, env.image_size={cfg.image_size}: pre-train "
+            "it at the run's image size."
+        )
+    return WorldModelShard(model, data, cfg.num_envs_per_worker, cfg.max_episode_steps, seed, rank)
