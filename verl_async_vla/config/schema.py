@@ -160,9 +160,9 @@ class ModelConfig:
     # flow_noise (learned noise every step) | flow_sde (one SDE step per decision). flow_noise is the default: on
     # the embedded task it learned faster (seed 0, 120k env steps, zero start: greedy 0.86 against flow_sde's 0.75)
     flow_method: str = "flow_noise"
-    # flow_sde's a in sigma_t = a sqrt(t / (1 - t)) (pi_RL: 0.5); 2.0 here. Sync, the main job's budget: 3 seeds
-    # greedy 0.84 final (mean over evals 0.67) at 1.5 against 0.67 (0.54) at 1.0; seed 0 0.97 at 2.0 against 0.86
-    # at 1.5; seed-0 screen 0.41 at 0.5. The 3-seed rows at 2.0: docs/results/embedded_heads.json
+    # flow_sde's a in sigma_t = a sqrt(t / (1 - t)) (pi_RL: 0.5); 2.0 here. Sync, the main job's budget, 3 seeds:
+    # greedy 0.88 final (mean over evals 0.69) at 2.0, 0.84 (0.67) at 1.5, 0.67 (0.54) at 1.0; seed-0 screen 0.41 at
+    # 0.5 (docs/results/embedded_heads.json)
     flow_noise_level: float = 2.0
     flow_sigma_min: float = 0.1  # flow_noise's learned std bounds
     flow_sigma_max: float = 0.5
