@@ -279,11 +279,15 @@ RUN_COMMIT, RUN_DATE = git_commit(), now()
 
 def reusable_summary(run_dir: Path) -> dict[str, Any] | None:
     """A finished run in `run_dir` made by this same code, to resume a benchmark without repeating it; a run of
-    another commit (an old --out-dir) is run again rather than mixed into today's figures."""
+    another commit (an old --out-dir), or one stopped before its budget (a benchmark interrupted mid-run: its
+    summary says `stopped`), is run again rather than mixed into today's figures."""
     path = run_dir / "summary.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text())
+    if summary.get("stopped"):  # ended early (a signal, a stop request): not a finished run of its budget
+        print(f"  not reusing {run_dir}: it was stopped early ({summary['stopped']})", flush=True)
+        return None
     if summary.get("commit") != RUN_COMMIT:
         print(
             f"  not reusing {run_dir}: made by commit {summary.get('commit')}, this is {RUN_COMMIT}",

@@ -40,6 +40,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
 
     if e.latency != "none" and e.latency not in PROFILES:
         raise ValueError(f"env.latency={e.latency!r} is unknown; use none or one of {sorted(PROFILES)}.")
+    _check_world_model(e)
     from verl_async_vla.models import MODEL_NAMES
 
     if m.name not in MODEL_NAMES:
@@ -213,4 +214,26 @@ def _check_flow(m: Any) -> None:
     if m.flow_value_on not in FLOW_VALUE_ON:
         raise ValueError(
             f"model.flow_value_on={m.flow_value_on!r} is unknown; use one of {list(FLOW_VALUE_ON)}."
+        )
+
+
+def _check_world_model(e: Any) -> None:
+    """`env.world_model`: a registered model, a checkpoint that exists, at least one imagined worker."""
+    w = e.world_model
+    if w.name == "none":
+        return
+    from verl_async_vla.world_models.registry import WORLD_MODELS
+
+    if w.name not in WORLD_MODELS:
+        raise ValueError(
+            f"env.world_model.name={w.name!r} is unknown; use none or one of {sorted(WORLD_MODELS)} "
+            "(env/world_model=<name> on the command line)."
+        )
+    if w.workers < 1:
+        raise ValueError(f"env.world_model.workers={w.workers} must be >= 1 (or env/world_model=none).")
+    if not w.checkpoint or not os.path.isfile(os.path.expanduser(w.checkpoint)):
+        raise ValueError(
+            f"env.world_model.checkpoint={w.checkpoint!r} does not exist: pre-train one with `python -m "
+            "verl_async_vla.world_models.pretrain --out <dir>` and pass env.world_model.checkpoint="
+            "<dir>/world_model.safetensors."
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from common import steady_trained_per_s  # noqa: E402
+from common import RUN_COMMIT, reusable_summary, steady_trained_per_s  # noqa: E402
 
 
 def log(tmp_path, updates):
@@ -32,3 +32,17 @@ def test_updates_logged_at_one_poll_do_not_blow_the_rate_up(tmp_path):
 def test_too_few_updates_give_no_steady_rate(tmp_path):
     assert steady_trained_per_s(log(tmp_path, [(10.0, 100), (20.0, 100)])) is None
     assert steady_trained_per_s(log(tmp_path, [(1.0, 100), (2.0, 100), (100.0, 100)])) is None
+
+
+def test_a_run_stopped_early_or_of_other_code_is_not_reused(tmp_path):
+    """A benchmark resumed in the same --out-dir must not take a run that a signal stopped before its budget (it
+    would count a third of a run as a whole one), nor one made by other code."""
+    run = tmp_path / "run"
+    run.mkdir()
+    summary = {"commit": RUN_COMMIT, "stopped": None, "env_steps": 350_000}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert reusable_summary(run) == summary
+    (run / "summary.json").write_text(json.dumps({**summary, "stopped": "SIGTERM", "env_steps": 147_308}))
+    assert reusable_summary(run) is None
+    (run / "summary.json").write_text(json.dumps({**summary, "commit": "0123456789ab"}))
+    assert reusable_summary(run) is None

@@ -104,6 +104,18 @@ class EnvFaultConfig:
 
 
 @dataclass
+class WorldModelConfig:
+    """Imagined envs (world_models/, docs/world_models.md): env workers whose shards are a learned world model, as
+    ranks after the real ones. Only training uses them; evaluation and every success figure are the real simulator's."""
+
+    name: str = "none"  # none | a registered world model (world_models/registry.py: WORLD_MODELS)
+    # world_model.safetensors written by `python -m verl_async_vla.world_models.pretrain`; its episodes.npz beside it
+    # holds the real contexts imagined episodes start from
+    checkpoint: str | None = None
+    workers: int = 1  # env workers of imagined envs (env.num_envs_per_worker each): the real:imagined knob
+
+
+@dataclass
 class EnvConfig:
     name: str = "embedded_reach"  # embedded_reach | libero | metaworld | gymnasium | emulated
     num_workers: int = 2  # EnvWorker ranks (shards)
@@ -117,6 +129,12 @@ class EnvConfig:
     gymnasium: GymnasiumConfig = field(default_factory=GymnasiumConfig)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
     faults: EnvFaultConfig = field(default_factory=EnvFaultConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+
+    @property
+    def imagined_workers(self) -> int:
+        """Env workers of imagined envs (ranks num_workers, num_workers + 1, ...); 0 without a world model."""
+        return self.world_model.workers if self.world_model.name != "none" else 0
 
 
 @dataclass
@@ -142,9 +160,9 @@ class ModelConfig:
     # flow_noise (learned noise every step) | flow_sde (one SDE step per decision). flow_noise is the default: on
     # the embedded task it learned faster (seed 0, 120k env steps, zero start: greedy 0.86 against flow_sde's 0.75)
     flow_method: str = "flow_noise"
-    # flow_sde's a in sigma_t = a sqrt(t / (1 - t)) (pi_RL: 0.5); 2.0 here. Sync, the main job's budget: 3 seeds
-    # greedy 0.84 final (mean over evals 0.67) at 1.5 against 0.67 (0.54) at 1.0; seed 0 0.97 at 2.0 against 0.86
-    # at 1.5; seed-0 screen 0.41 at 0.5. The 3-seed rows at 2.0: docs/results/embedded_heads.json
+    # flow_sde's a in sigma_t = a sqrt(t / (1 - t)) (pi_RL: 0.5); 2.0 here. Sync, the main job's budget, 3 seeds:
+    # greedy 0.88 final (mean over evals 0.69) at 2.0, 0.84 (0.67) at 1.5, 0.67 (0.54) at 1.0; seed-0 screen 0.41 at
+    # 0.5 (docs/results/embedded_heads.json)
     flow_noise_level: float = 2.0
     flow_sigma_min: float = 0.1  # flow_noise's learned std bounds
     flow_sigma_max: float = 0.5

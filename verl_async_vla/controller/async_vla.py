@@ -23,9 +23,10 @@ import ray
 from verl_async_vla.controller.base import Controller
 from verl_async_vla.controller.recovery import WorkerRecovery
 from verl_async_vla.learning.budget import episodes_for_budget
-from verl_async_vla.learning.ledger import reconcile
+from verl_async_vla.learning.ledger import reconcile, reconcile_by_source
 from verl_async_vla.learning.staleness import GateServer
 from verl_async_vla.learning.trainer_loop import TrainPlane
+from verl_async_vla.sampling.env_stream import episode_rank
 from verl_async_vla.sampling.stream_peers import StreamPlane
 
 POLL_S = 0.1  # control-plane period: progress, budget, metrics
@@ -38,7 +39,7 @@ class AsyncVLAController(Controller):
     def setup(self) -> None:
         super().setup()
         t = self.cfg.trainer
-        envs = self.cfg.env.num_workers * self.cfg.env.num_envs_per_worker
+        envs = (self.cfg.env.num_workers + self.cfg.env.imagined_workers) * self.cfg.env.num_envs_per_worker
         self.gate = GateServer.remote(
             t.max_staleness, t.stale_policy, self.cfg.algo.train_batch_episodes, envs, self.policy_version
         )
@@ -56,22 +57,30 @@ class AsyncVLAController(Controller):
         ray.get([e.start_stream.remote(stream) for e in envs])
         # env and rollout processes that die are restarted by Ray and rejoin (controller/recovery.py)
         self.recovery = WorkerRecovery(w, self.gate, stream, (t.max_batch, t.max_wait_ms, authkey), t.worker_restarts,
-                                       self.fit_start, on_rejoin=self.write_process_table)  # fmt: skip
+                                       self.fit_start, on_rejoin=self.write_process_table,
+                                       real_env_workers=self.cfg.env.num_workers)  # fmt: skip
         iteration_t0 = time.monotonic()
         # a resumed run counts on from its checkpoint: the env workers count only this run's steps
         done, executed = self.counters.env_steps, self.counters.env_steps_executed
+        imagined_done = self.counters.imagined_env_steps
         trained, episodes, cap = self.counters.env_steps_trained, self.counters.episodes_trained, None
+        imagined_eps = self.counters.imagined_episodes_trained
+        e = self.cfg.env
+        real_share = e.num_workers / (e.num_workers + e.imagined_workers)
         while self.budget_left():
             # no episode starts beyond what the budget still trains (learning/budget.py): none is thrown away
+            new_eps = self.counters.episodes_trained - episodes
             wanted = episodes_for_budget(t.total_env_steps - trained, self.counters.env_steps_trained - trained,
-                                         self.counters.episodes_trained - episodes, self.cfg.algo.train_batch_episodes,
-                                         self.cfg.env.max_episode_steps)  # fmt: skip
+                                         new_eps, self.cfg.algo.train_batch_episodes, e.max_episode_steps,
+                                         new_eps - (self.counters.imagined_episodes_trained - imagined_eps),
+                                         real_share)  # fmt: skip
             if wanted != cap:
                 cap = wanted
                 self.gate.set_episode_cap.remote(cap)
             time.sleep(POLL_S)
             status = ray.get(actor.stream_status.remote())
             counts = self.recovery.poll()
+            self.counters.imagined_env_steps = imagined_done + counts["imagined_finished_env_steps"]
             self.counters.env_steps = done + counts["finished_env_steps"]
             self.counters.env_steps_executed = executed + counts["executed_env_steps"]
             for metrics in status["metrics"]:
@@ -89,6 +98,7 @@ class AsyncVLAController(Controller):
         # counted before the last updates are logged: their checkpoint must not hold fewer finished steps than
         # trained ones (a resumed run counts on from it)
         counts = self.recovery.counters()
+        self.counters.imagined_env_steps = imagined_done + counts["imagined_finished_env_steps"]
         self.counters.env_steps = done + counts["finished_env_steps"]
         self.counters.env_steps_executed = executed + counts["executed_env_steps"]
         self.consumer = ray.get(actor.stop_stream.remote())
@@ -122,6 +132,11 @@ class AsyncVLAController(Controller):
         produced, discarded = self.recovery.settle(self.producers)
         c = self.consumer
         out = reconcile(produced, c["received"], c["trained"], c["dropped"], c["queued"], discarded=discarded)
+        # a world model's episodes come from the env ranks after the real ones (the rank is in the episode id)
+        ids = set(produced) | set(c["received"]) | set(discarded)
+        imagined = {i for i in ids if episode_rank(i) >= self.cfg.env.num_workers}
+        out.update(reconcile_by_source(imagined, produced, c["received"], c["trained"], c["dropped"], c["queued"],
+                                       discarded))  # fmt: skip
         out["episodes_abandoned_open"] = sum(p["abandoned_open"] for p in self.producers)
         lost = self.recovery.report()
         out["episodes_confirmed_by_consumer_only"] = lost["episodes_confirmed_by_consumer_only"]

@@ -112,6 +112,8 @@ class Controller(ABC):
         assert self.run_log is not None
         self.counters.iteration += 1
         self.counters.env_steps_trained += int(metrics.get("actor/trained_env_steps", 0))
+        self.counters.imagined_env_steps_trained += int(metrics.get("actor/trained_imagined_env_steps", 0))
+        self.counters.imagined_episodes_trained += int(metrics.get("actor/imagined_episodes", 0))
         self.counters.episodes_trained += int(metrics.get("actor/episodes", 0))
         t = self.cfg.trainer
         record: dict[str, Any] = {
@@ -130,7 +132,8 @@ class Controller(ABC):
         self.run_log.log(record)
         elapsed = time.monotonic() - self.run_log.start
         self.run_log.progress(
-            self.counters.env_steps, steps_per_s=self.counters.env_steps / max(elapsed, 1e-9), success=record["train/success"],
+            self.counters.env_steps, steps_per_s=self.counters.env_steps / max(elapsed, 1e-9),
+            success=record.get("train/success", float("nan")),
             v=self.policy_version,
         )  # fmt: skip
 
@@ -148,11 +151,16 @@ class Controller(ABC):
 
     @staticmethod
     def episode_metrics(episodes: list[Episode]) -> dict[str, float]:
-        return {
-            "train/success": float(np.mean([e.success for e in episodes])),
-            "train/episode_len": float(np.mean([e.env_steps for e in episodes])),
-            "train/return": float(np.mean([sum(e.reward) for e in episodes])),
-        }
+        """Training episodes of the real simulator; a world model's apart (`train/imagined_*`): an imagined success
+        is only what the model declares."""
+        out = {}
+        for prefix, imagined in (("train/", False), ("train/imagined_", True)):
+            group = [e for e in episodes if e.imagined == imagined]
+            if group:
+                out.update({f"{prefix}success": float(np.mean([e.success for e in group])),
+                            f"{prefix}episode_len": float(np.mean([e.env_steps for e in group])),
+                            f"{prefix}return": float(np.mean([sum(e.reward) for e in group]))})  # fmt: skip
+        return out
 
     def save(self, name: str) -> str:
         assert self.run_log is not None

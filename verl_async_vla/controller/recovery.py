@@ -53,11 +53,14 @@ class Incarnation:
 
 class WorkerRecovery:
     def __init__(self, workers: WorkerSet, gate: ActorHandle, plane: StreamPlane, serve_args: tuple, restarts: int,
-                 t0: float, on_rejoin: Callable[[], None] = lambda: None):  # fmt: skip
+                 t0: float, on_rejoin: Callable[[], None] = lambda: None, real_env_workers: int | None = None):  # fmt: skip
+        """`real_env_workers`: env ranks below it run the real simulator, the rest a world model (env.world_model);
+        None: all real."""
         self.workers, self.gate, self.plane, self.serve_args = workers, gate, plane, serve_args
         self.on_rejoin = on_rejoin
         self.restarts, self.t0 = restarts, t0
         self.envs, self.rollouts = workers.env.handles, workers.rollout.handles
+        self.real_env_workers = len(self.envs) if real_env_workers is None else real_env_workers
         self.incarnation = [0] * len(self.envs)
         self.env_reports: dict[tuple[int, int], Incarnation] = {
             (r, 0): Incarnation() for r in range(len(self.envs))
@@ -109,8 +112,17 @@ class WorkerRecovery:
             event[key] = time.time() - event["unix"]
 
     def counters(self) -> dict[str, int]:
+        """Env steps of the real simulator's workers, and (`imagined_*`) of the world-model workers."""
         keys = ("finished_env_steps", "executed_env_steps")
-        return {k: sum(rep.counters.get(k, 0) for rep in self.env_reports.values()) for k in keys}
+        out = {}
+        for prefix, imagined in (("", False), ("imagined_", True)):
+            reps = [
+                rep
+                for (rank, _), rep in self.env_reports.items()
+                if (rank >= self.real_env_workers) == imagined
+            ]
+            out.update({prefix + k: sum(rep.counters.get(k, 0) for rep in reps) for k in keys})
+        return out
 
     # ---- rejoining --------------------------------------------------------------------------------------
     def _wait_alive(self, handle: ActorHandle, what: str, probe: str) -> None:

@@ -17,6 +17,10 @@ class RunCounters:
     # env steps that entered an update: the budget (`trainer.total_env_steps`) and the throughput headline
     env_steps_trained: int = 0
     episodes_trained: int = 0
+    # world-model envs (env.world_model): counted apart, never in the figures above (all real)
+    imagined_env_steps: int = 0  # in finished imagined episodes
+    imagined_env_steps_trained: int = 0
+    imagined_episodes_trained: int = 0
 
     def to_json(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -31,4 +35,7 @@ class RunCounters:
             env_steps_executed=int(state["env_steps_executed"]),
             env_steps_trained=int(state.get("env_steps_trained", state["env_steps"])),
             episodes_trained=int(state.get("episodes_trained", 0)),
+            imagined_env_steps=int(state.get("imagined_env_steps", 0)),
+            imagined_env_steps_trained=int(state.get("imagined_env_steps_trained", 0)),
+            imagined_episodes_trained=int(state.get("imagined_episodes_trained", 0)),
         )

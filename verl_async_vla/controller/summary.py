@@ -51,6 +51,9 @@ def run_summary(trainer: str, seed: int, counters: RunCounters, wall_s: float, p
         # executed, open episodes included: what the envs ran, trained or not
         "env_steps_per_s": c.env_steps_executed / wall_s,
         "untrained_share": 1.0 - c.env_steps_trained / max(c.env_steps_executed, 1),
+        # world-model envs (env.world_model): never in the real figures above
+        "imagined_env_steps": c.imagined_env_steps,
+        "imagined_env_steps_trained": c.imagined_env_steps_trained,
         **cpu,
         "iterations": c.iteration,
         "policy_version": policy_version,

@@ -13,7 +13,7 @@ import time
 import ray
 
 from verl_async_vla.controller.base import Controller
-from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger, reconcile
+from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger, reconcile, reconcile_by_source
 from verl_async_vla.sampling.lockstep import play_episodes
 from verl_async_vla.sampling.trajectory import episodes_to_proto, next_episode_id, restart_episode_ids
 
@@ -26,14 +26,16 @@ class SyncController(Controller):
         super().__init__(cfg)
         self.produced = TrajectoryLedger()
         self.discarded: list[tuple[int, int]] = []  # (id, decisions) of episodes lost to env faults
+        self.imagined: set[int] = set()  # ids of episodes played in a world model (env.world_model)
 
     def driver_state(self) -> dict:
         return {"produced": [[k, v] for k, v in self.produced.produced.items()], "discarded": self.discarded,
-                "next_episode_id": next_episode_id()}  # fmt: skip
+                "next_episode_id": next_episode_id(), "imagined": sorted(self.imagined)}  # fmt: skip
 
     def restore_driver_state(self, state: dict) -> None:
         self.produced.produced = {int(k): int(v) for k, v in state["produced"]}
         self.discarded = [tuple(x) for x in state["discarded"]]
+        self.imagined = {int(i) for i in state.get("imagined", [])}
         restart_episode_ids(int(state["next_episode_id"]))
 
     def fit(self) -> None:
@@ -51,7 +53,9 @@ class SyncController(Controller):
             if not episodes:  # stopped before a wave finished
                 break
             self.produced.record_produced((e.episode_id, len(e)) for e in episodes)
-            self.counters.env_steps += sum(e.env_steps for e in episodes)
+            self.imagined.update(e.episode_id for e in episodes if e.imagined)
+            self.counters.env_steps += sum(e.env_steps for e in episodes if not e.imagined)
+            self.counters.imagined_env_steps += sum(e.env_steps for e in episodes if e.imagined)
             result = w.actor.ingest(episodes_to_proto(episodes, self.horizon))[0]
             if result["updated"]:
                 self.policy_version = w.publish()
@@ -66,5 +70,8 @@ class SyncController(Controller):
             raise LedgerError(f"env workers ended {ended} episodes and lost {lost} to faults; the driver assembled "
                               f"{len(produced)} and saw {len(self.discarded)} discarded")  # fmt: skip
         actor = self.workers.actor.ledger_report()
-        return reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"],
-                         discarded=dict(self.discarded))  # fmt: skip
+        out = reconcile(produced, actor["received"], actor["trained"], actor["dropped"], actor["queued"],
+                        discarded=dict(self.discarded))  # fmt: skip
+        out.update(reconcile_by_source(self.imagined, produced, actor["received"], actor["trained"],
+                                       actor["dropped"], actor["queued"], dict(self.discarded)))  # fmt: skip
+        return out

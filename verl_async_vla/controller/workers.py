@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from verl.single_controller.ray import RayWorkerGroup
 
-from verl_async_vla.config.schema import FaultInjectionConfig, RunConfig
+from verl_async_vla.config.schema import FaultInjectionConfig, RunConfig, WorldModelConfig
 from verl_async_vla.envs import check_env_backend
 from verl_async_vla.models.checkpoint import check_compatible, load_checkpoint
 from verl_async_vla.models.sft import start_checkpoint
@@ -91,13 +91,14 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     actor_cores, other_cores = layout or (None, None)
     # before Ray starts, so that its own processes (and the workers they fork) inherit the others' cores
     pin_to_cores(other_cores)
-    init_ray(t.ray_address, logical_cpus=cfg.env.num_workers + t.rollout_workers + t.actor_workers + 4)
+    env_workers = cfg.env.num_workers + cfg.env.imagined_workers  # world-model workers after the real ones
+    init_ray(t.ray_address, logical_cpus=env_workers + t.rollout_workers + t.actor_workers + 4)
     common = dict(seed=cfg.seed, torch_threads=t.torch_threads)
     producer = dict(cores=other_cores, **common)
     # a training env or rollout process that dies is restarted by Ray in place (trainer=async_vla rejoins it:
     # controller/recovery.py; trainer=sync resumes the run from its checkpoint: main.py)
     restarts = {"max_restarts": t.worker_restarts}
-    env_wg = spawn_group(EnvWorker, cfg.env.num_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
+    env_wg = spawn_group(EnvWorker, env_workers, "env", options=restarts, env_cfg=dataclasses.asdict(cfg.env),
                          niceness=t.env_nice, **producer)  # fmt: skip
     spec = env_wg.spec()
     if spec.action_dim != cfg.model.action_dim or spec.state_dim != cfg.model.state_dim:
@@ -119,8 +120,13 @@ def spawn_workers(cfg: RunConfig) -> WorkerSet:
     if eval_envs > 0:
         # injected faults target training envs only (their env index means a training env)
         no_faults = dataclasses.replace(cfg.env.faults, inject=FaultInjectionConfig())
+        # and evaluation is the real simulator's, never a world model's
         eval_env = dataclasses.replace(
-            cfg.env, num_envs_per_worker=eval_envs, latency="none", faults=no_faults
+            cfg.env,
+            num_envs_per_worker=eval_envs,
+            latency="none",
+            faults=no_faults,
+            world_model=WorldModelConfig(),
         )
         eval_env_wg = spawn_group(EnvWorker, 1, "eval_env", env_cfg=dataclasses.asdict(eval_env),
                                   niceness=t.env_nice, **producer)  # fmt: skip

@@ -180,8 +180,9 @@ class Learner:
             "actor/rss_mb": resident_mb(),
             "actor/optimizer_steps": steps,
             "actor/episodes": n,
-            # the actor stage's work, for its capacity in the timeline (env steps it trained, not produced)
-            "actor/trained_env_steps": float(np.sum(batch.non_tensor_batch["env_steps"])),
+            # the actor stage's work, for its capacity in the timeline (env steps it trained, not produced): real
+            # env steps only, the budget's unit; world-model steps apart (env.world_model)
+            **trained_steps_by_source(batch),
             "lag/mean": float(lag.mean()),
             "lag/p99": float(torch.quantile(lag, 0.99)),
             "lag/max": float(lag.max()),
@@ -292,3 +293,14 @@ OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.opti
     "adam": lambda params, lr: torch.optim.Adam(params, lr=lr, eps=1e-5),
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
 }
+
+
+def trained_steps_by_source(batch: DataProto) -> dict[str, float]:
+    """Env steps and episodes of a trained batch, real (the simulator) and imagined (a world model) apart."""
+    steps = batch.non_tensor_batch["env_steps"]
+    imagined = batch.non_tensor_batch.get("imagined", np.zeros(len(steps), bool)).astype(bool)
+    return {
+        "actor/trained_env_steps": float(np.sum(steps[~imagined])),
+        "actor/trained_imagined_env_steps": float(np.sum(steps[imagined])),
+        "actor/imagined_episodes": float(imagined.sum()),
+    }

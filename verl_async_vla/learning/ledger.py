@@ -82,3 +82,23 @@ def reconcile(
         "episodes_discarded_fault": len(discarded),  # never produced: lost with a faulted env
         "samples_discarded_fault": sum(discarded.values()),
     }
+
+
+def reconcile_by_source(imagined: set[int], produced: dict[int, int], received: list[int], trained: list[int],
+                        dropped: list[int], queued: list[int], discarded: dict[int, int] | None = None
+                        ) -> dict[str, int]:  # fmt: skip
+    """With a world model (env.world_model): the ledger of the real simulator's episodes and of the imagined ones,
+    each reconciled on its own (`real_*`, `imagined_*` keys), so neither source can cover for the other. `imagined`:
+    the ids of imagined episodes. {} without any."""
+    if not imagined:
+        return {}
+    discarded = discarded or {}
+    out: dict[str, int] = {}
+    for prefix, want in (("real_", False), ("imagined_", True)):
+        part = reconcile(
+            {i: n for i, n in produced.items() if (i in imagined) == want},
+            *([i for i in ids if (i in imagined) == want] for ids in (received, trained, dropped, queued)),
+            discarded={i: n for i, n in discarded.items() if (i in imagined) == want},
+        )
+        out.update({prefix + k: v for k, v in part.items()})
+    return out

@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 
 
 class EnvLanes:
-    def __init__(self, cfg: EnvConfig, seed: int, rank: int):
-        self.num_envs, self.rank, self.seed = cfg.num_envs_per_worker, rank, seed
+    def __init__(self, cfg: EnvConfig, seed: int, rank: int, imagined: bool = False):
+        """`imagined`: the lanes hold world-model envs (world_models/shard.py), not the real simulator."""
+        self.num_envs, self.rank, self.seed, self.imagined = cfg.num_envs_per_worker, rank, seed, imagined
         self.one = dataclasses.replace(cfg, num_envs_per_worker=1)
         self.policy = cfg.faults
         self.health = [EnvHealth() for _ in range(self.num_envs)]
@@ -85,6 +86,10 @@ class EnvLanes:
 
     def _build(self, env: int) -> EnvShard:
         seed = self.seed * 1024 + env + 7919 * self.health[env].rebuilds  # a rebuilt env draws new layouts
+        if self.imagined:
+            from verl_async_vla.world_models.shard import make_imagined_shard
+
+            return make_imagined_shard(self.one, seed, self.rank * self.num_envs + env)
         return make_env_shard(self.one, seed, self.rank * self.num_envs + env)
 
     def global_env(self, env: int) -> int:

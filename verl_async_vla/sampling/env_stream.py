@@ -52,6 +52,11 @@ INCARNATION_BITS = 8  # episode id = rank << 32 | incarnation << 24 | counter
 MAX_INCARNATIONS = 1 << INCARNATION_BITS
 
 
+def episode_rank(episode_id: int) -> int:
+    """The env worker rank that produced an episode of the async stream (`episode_id >> 32`)."""
+    return episode_id >> (24 + INCARNATION_BITS)
+
+
 def episode_id_prefix(rank: int, incarnation: int) -> int:
     """The high bits every episode id of one env-worker incarnation starts with (`episode_id >> 24`)."""
     return (rank << INCARNATION_BITS) | incarnation
@@ -155,7 +160,7 @@ class EnvStream:
         """One episode, reset to end; False when stopped meanwhile (the open episode is abandoned)."""
         obs = self.lanes.reset_env(env)
         key = self.rank * ENV_KEY_STRIDE + env
-        ep = Episode(self.id_base | next(self._ids), key, obs.instruction[0])
+        ep = Episode(self.id_base | next(self._ids), key, obs.instruction[0], imagined=self.lanes.imagined)
         with self.cond:
             self.current[env] = ep
         done = False

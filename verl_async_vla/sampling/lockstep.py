@@ -21,7 +21,8 @@ def play_episodes(
     seeds: np.ndarray | None = None,
     stages: int = 1,
 ) -> tuple[list[Episode], int, list[tuple[int, int]]]:
-    """-> (one finished episode per env, control steps executed, (id, decisions) of episodes an env fault cost:
+    """-> (one finished episode per env, control steps executed in the real simulator (world-model envs' are in
+    their episodes), (id, decisions) of episodes an env fault cost:
     the env's row comes back `discarded`, sampling/env_faults.py). With `stages` = k > 1 the envs form k groups,
     each in lockstep on its own, so one group's inference overlaps another group's env step (the stage
     pipelining of RLinf / verl's VLA env loop)."""
@@ -34,7 +35,7 @@ def play_episodes(
         )
     keys = obs.non_tensor_batch["env_key"]
     assembler = EpisodeAssembler()
-    assembler.begin(keys, list(obs.non_tensor_batch["instruction"]))
+    assembler.begin(keys, list(obs.non_tensor_batch["instruction"]), obs.non_tensor_batch.get("imagined"))
     active = np.ones(len(keys), dtype=bool)
     finished: list[Episode] = []
     executed = 0
@@ -83,7 +84,14 @@ def play_episodes(
             continue
         _, request, answer = ctx
         finished += assembler.record(request, answer, result)
-        executed += int(result.batch["env_steps"].sum())
+        real = (
+            ~result.non_tensor_batch["imagined"].astype(bool)
+            if "imagined" in result.non_tensor_batch
+            else None
+        )
+        executed += int(
+            result.batch["env_steps"][real].sum() if real is not None else result.batch["env_steps"].sum()
+        )
         moved = np.array([row_of[k] for k in result.non_tensor_batch["env_key"].tolist()])
         obs.batch["image"][moved] = result.batch["image"]
         obs.batch["state"][moved] = result.batch["state"]

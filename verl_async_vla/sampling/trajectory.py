@@ -44,6 +44,7 @@ class Episode:
     trace: list[np.ndarray] = field(default_factory=list)
     env_steps: int = 0
     success: bool = False
+    imagined: bool = False  # played in a world model (env.world_model), not the real simulator
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -56,9 +57,12 @@ class EpisodeAssembler:
         self.open: dict[int, Episode] = {}
         self.discarded: list[tuple[int, int]] = []  # (episode id, decisions) lost to an env fault
 
-    def begin(self, env_keys: np.ndarray, instructions: list[str]) -> None:
-        for key, text in zip(env_keys.tolist(), instructions, strict=True):
-            self.open[key] = Episode(next(_episode_ids), key, text)
+    def begin(
+        self, env_keys: np.ndarray, instructions: list[str], imagined: np.ndarray | None = None
+    ) -> None:
+        flags = np.zeros(len(env_keys), bool) if imagined is None else np.asarray(imagined, dtype=bool)
+        for key, text, flag in zip(env_keys.tolist(), instructions, flags.tolist(), strict=True):
+            self.open[key] = Episode(next(_episode_ids), key, text, imagined=flag)
 
     def record(self, obs: DataProto, rollout: DataProto, outcome: DataProto) -> list[Episode]:
         """Rows of the three protos are aligned on `env_key`; returns the episodes that ended at this step."""
@@ -126,5 +130,6 @@ def episodes_to_proto(episodes: list[Episode], horizon: int) -> DataProto:
             "episode_id": np.array([e.episode_id for e in episodes], dtype=np.int64),
             "success": np.array([e.success for e in episodes], dtype=bool),
             "env_steps": np.array([e.env_steps for e in episodes], dtype=np.int64),
+            "imagined": np.array([e.imagined for e in episodes], dtype=bool),
         },
     )

@@ -17,18 +17,20 @@ from verl_async_vla.plumbing.wire import ENV_KEY_STRIDE
 logging.getLogger("verl.plugin.platform.platform_manager").setLevel(logging.ERROR)
 
 
-def obs_to_proto(obs: ShardObs, shard_rank: int) -> DataProto:
+def obs_to_proto(obs: ShardObs, shard_rank: int, imagined: bool = False) -> DataProto:
+    """`imagined`: the rows come from world-model envs (env.world_model)."""
     return DataProto.from_dict(
         tensors={"image": torch.from_numpy(obs.image), "state": torch.from_numpy(obs.state)},
         non_tensors={
             "instruction": np.array(obs.instruction, dtype=object),
             "env_key": obs.env_ids.astype(np.int64) + shard_rank * ENV_KEY_STRIDE,
+            "imagined": np.full(len(obs.env_ids), imagined, dtype=bool),
         },
     )
 
 
-def step_to_proto(res: ShardStep, shard_rank: int) -> DataProto:
-    out = obs_to_proto(res.obs, shard_rank)
+def step_to_proto(res: ShardStep, shard_rank: int, imagined: bool = False) -> DataProto:
+    out = obs_to_proto(res.obs, shard_rank, imagined)
     out.batch["reward"] = torch.from_numpy(res.reward)
     out.batch["done"] = torch.from_numpy(res.terminated | res.truncated)
     out.batch["success"] = torch.from_numpy(res.success)

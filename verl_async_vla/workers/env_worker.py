@@ -31,7 +31,9 @@ class EnvWorker(Worker):
         super().__init__()
         set_thread_budget(torch_threads)
         self.cfg: EnvConfig = from_dict(EnvConfig, env_cfg)
-        self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank)
+        # ranks after env.num_workers' real ones hold imagined envs (env.world_model, world_models/shard.py)
+        self.imagined = self.rank >= self.cfg.num_workers and self.cfg.imagined_workers > 0
+        self.lanes = EnvLanes(self.cfg, seed=seed * 7919 + self.rank, rank=self.rank, imagined=self.imagined)
         self.lockstep = LockstepLanes(self.lanes)  # sync training and evaluation (sampling/lockstep_lanes.py)
         # after the lanes exist: their threads are reniced and placed too (trainer.env_nice, trainer.cpu_layout)
         lower_priority(niceness)
@@ -48,7 +50,7 @@ class EnvWorker(Worker):
     def reset(self, env_ids: np.ndarray | None = None, seeds: np.ndarray | None = None) -> DataProto:
         """Reset `env_ids` of this worker (all when None), in parallel; `seeds` pin layouts (held-out eval)."""
         ids = np.arange(self.lanes.num_envs) if env_ids is None else np.asarray(env_ids)
-        return obs_to_proto(self.lockstep.reset(ids, seeds), self.rank)
+        return obs_to_proto(self.lockstep.reset(ids, seeds), self.rank, self.imagined)
 
     @register(dispatch_mode=Dispatch.DP_COMPUTE_PROTO)
     def step(self, data: DataProto) -> DataProto:
@@ -60,7 +62,7 @@ class EnvWorker(Worker):
         lost = res.discarded if res.discarded is not None else np.zeros(len(res.reward), bool)
         self.episodes_ended += int(((res.terminated | res.truncated) & ~lost).sum())
         self.episodes_discarded += int(lost.sum())
-        return step_to_proto(res, self.rank)
+        return step_to_proto(res, self.rank, self.imagined)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def episode_counts(self) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""Plug-in world models: learned simulators behind the env-shard API (docs/world_models.md)."""
