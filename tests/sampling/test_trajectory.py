@@ -48,3 +48,31 @@ def test_the_action_trace_travels_only_when_the_episodes_have_one():
 def test_episodes_with_and_without_a_trace_are_refused_in_one_batch():
     with pytest.raises(ValueError, match="action heads"):
         episodes_to_proto([traced(make_episode(1, 2)), make_episode(2, 3)], horizon=4)
+
+
+def test_episode_metrics_keep_imagined_episodes_apart():
+    """`train/success` is the real simulator's; a world model's episodes (which succeed when the model says so) are
+    reported as `train/imagined_*` and never mixed in."""
+    from verl_async_vla.sampling.trajectory import Episode, episode_metrics, episodes_to_proto
+
+    def ep(i: int, success: bool, imagined: bool, steps: int) -> Episode:
+        e = Episode(i, i, "reach the red cube", imagined=imagined)
+        for _ in range(2):
+            e.image.append(np.zeros((8, 8, 3), np.uint8))
+            e.state.append(np.zeros(4, np.float32))
+            e.actions.append(np.zeros((2, 2), np.float32))
+            e.log_prob.append(0.0)
+            e.value.append(0.0)
+            e.reward.append(1.0)
+            e.version.append(0)
+        e.success, e.env_steps = success, steps
+        return e
+
+    batch = episodes_to_proto(
+        [ep(0, False, False, 8), ep(1, True, False, 4), ep(2, True, True, 2)], horizon=3
+    )
+    m = episode_metrics(batch)
+    assert m["train/success"] == 0.5 and m["train/episode_len"] == 6.0
+    assert m["train/imagined_success"] == 1.0 and m["train/imagined_episode_len"] == 2.0
+    real_only = episode_metrics(episodes_to_proto([ep(0, True, False, 8)], horizon=3))
+    assert real_only["train/success"] == 1.0 and not any("imagined" in k for k in real_only)

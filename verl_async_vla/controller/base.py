@@ -17,7 +17,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray
 
 from verl_async_vla.config.schema import RunConfig
@@ -26,7 +25,6 @@ from verl_async_vla.controller.evaluation import Evaluator
 from verl_async_vla.controller.run_state import RunCounters
 from verl_async_vla.controller.summary import FitClock, run_summary
 from verl_async_vla.controller.workers import WorkerSet, spawn_workers
-from verl_async_vla.sampling.trajectory import Episode
 from verl_async_vla.telemetry.run_log import RunLog
 from verl_async_vla.telemetry.timeline import export_timeline
 
@@ -148,19 +146,6 @@ class Controller(ABC):
     def train_wall(self) -> float:
         wall = time.monotonic() - self.fit_start + self.wall_offset
         return wall - self.evaluator.seconds if self.eval_blocks_training else wall
-
-    @staticmethod
-    def episode_metrics(episodes: list[Episode]) -> dict[str, float]:
-        """Training episodes of the real simulator; a world model's apart (`train/imagined_*`): an imagined success
-        is only what the model declares."""
-        out = {}
-        for prefix, imagined in (("train/", False), ("train/imagined_", True)):
-            group = [e for e in episodes if e.imagined == imagined]
-            if group:
-                out.update({f"{prefix}success": float(np.mean([e.success for e in group])),
-                            f"{prefix}episode_len": float(np.mean([e.env_steps for e in group])),
-                            f"{prefix}return": float(np.mean([sum(e.reward) for e in group]))})  # fmt: skip
-        return out
 
     def save(self, name: str) -> str:
         assert self.run_log is not None

@@ -15,7 +15,12 @@ import ray
 from verl_async_vla.controller.base import Controller
 from verl_async_vla.learning.ledger import LedgerError, TrajectoryLedger, reconcile, reconcile_by_source
 from verl_async_vla.sampling.lockstep import play_episodes
-from verl_async_vla.sampling.trajectory import episodes_to_proto, next_episode_id, restart_episode_ids
+from verl_async_vla.sampling.trajectory import (
+    episode_metrics,
+    episodes_to_proto,
+    next_episode_id,
+    restart_episode_ids,
+)
 
 
 class SyncController(Controller):
@@ -56,11 +61,12 @@ class SyncController(Controller):
             self.imagined.update(e.episode_id for e in episodes if e.imagined)
             self.counters.env_steps += sum(e.env_steps for e in episodes if not e.imagined)
             self.counters.imagined_env_steps += sum(e.env_steps for e in episodes if e.imagined)
-            result = w.actor.ingest(episodes_to_proto(episodes, self.horizon))[0]
+            batch = episodes_to_proto(episodes, self.horizon)
+            result = w.actor.ingest(batch)[0]
             if result["updated"]:
                 self.policy_version = w.publish()
             metrics = {k: v for k, v in result.items() if k != "updated"}
-            self.end_iteration({**self.episode_metrics(episodes), **metrics}, t0)
+            self.end_iteration({**episode_metrics(batch), **metrics}, t0)
 
     def ledger(self) -> dict[str, int]:
         counts = ray.get([h.episode_counts.remote() for h in self.workers.env.handles])

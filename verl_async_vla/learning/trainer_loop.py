@@ -43,6 +43,7 @@ from verl_async_vla.learning.weight_plane import WeightGroup
 from verl_async_vla.learning.weight_plane import publish as publish_weights
 from verl_async_vla.plumbing.process import answers_from_live
 from verl_async_vla.plumbing.wire import weights_to_wire
+from verl_async_vla.sampling.trajectory import episode_metrics
 from verl_async_vla.telemetry.timeline import SpanRecorder
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ class TrainerLoop:
         # what this version weighs on the wire (the trainable part: heads, adapters)
         metrics["actor/published_mb"] = sum(t.numel() * t.element_size() for t in weights.values()) / 2**20
         metrics["actor/queued"] = float(self._queued())
-        metrics.update(batch_episode_metrics(batch))
+        metrics.update(episode_metrics(batch))
         with self.cond:
             self.metrics.append(metrics)
 
@@ -339,18 +340,3 @@ class TrainerLoop:
         return {"received": list(self.received), "received_decisions": dict(self.received_decisions),
                 "trained": list(self.learner.trained_episode_ids),
                 "dropped": list(self.dropped), "queued": queued, "metrics": self.status()["metrics"]}  # fmt: skip
-
-
-def batch_episode_metrics(batch: DataProto) -> dict[str, float]:
-    """Training-episode figures of a batch from the real simulator; a world model's episodes apart
-    (`train/imagined_*`), since an imagined success is only what the model declares."""
-    success, steps = batch.non_tensor_batch["success"], batch.non_tensor_batch["env_steps"]
-    imagined = batch.non_tensor_batch.get("imagined", np.zeros(len(steps), bool)).astype(bool)
-    returns = batch.batch["rewards"].sum(1).numpy()
-    out = {}
-    for prefix, rows in (("train/", ~imagined), ("train/imagined_", imagined)):
-        if rows.any():
-            out.update({f"{prefix}success": float(np.mean(success[rows])),
-                        f"{prefix}episode_len": float(np.mean(steps[rows])),
-                        f"{prefix}return": float(np.mean(returns[rows]))})  # fmt: skip
-    return out

@@ -133,3 +133,18 @@ def episodes_to_proto(episodes: list[Episode], horizon: int) -> DataProto:
             "imagined": np.array([e.imagined for e in episodes], dtype=bool),
         },
     )
+
+
+def episode_metrics(batch: DataProto) -> dict[str, float]:
+    """Training-episode figures of a batch from the real simulator; a world model's episodes apart
+    (`train/imagined_*`), since an imagined success is only what the model declares."""
+    success, steps = batch.non_tensor_batch["success"], batch.non_tensor_batch["env_steps"]
+    imagined = batch.non_tensor_batch.get("imagined", np.zeros(len(steps), bool)).astype(bool)
+    returns = batch.batch["rewards"].sum(1).numpy()
+    out = {}
+    for prefix, rows in (("train/", ~imagined), ("train/imagined_", imagined)):
+        if rows.any():
+            out.update({f"{prefix}success": float(np.mean(success[rows])),
+                        f"{prefix}episode_len": float(np.mean(steps[rows])),
+                        f"{prefix}return": float(np.mean(returns[rows]))})  # fmt: skip
+    return out
