@@ -419,6 +419,30 @@ def libero_render(lines: list[str]) -> None:
     lines.append("")
 
 
+def cpu_by_thread(lines: list[str]) -> None:
+    res = _load("cpu_by_thread")
+    if not res:
+        return
+    lines += ["## Where the CPU goes, per trained env step (embedded job)", ""]
+    lines += _provenance(res)
+    lines += [
+        f"Every thread of every worker process read from /proc over {res['window_s'][1] - res['window_s'][0]:.0f} s of a",
+        f"{res['env_steps']:,}-step run per trainer; core-ms per trained env step. Single runs: a diagnosis (the",
+        "ratio moves by ~0.1 between runs); the throughput tables above are the measured speed.",
+        "",
+    ]
+    roles = list(dict.fromkeys(r for run in res["runs"] for r in run["by_role"]))
+    lines += [
+        "| trainer | trained/s | busy cores | core-ms / step | " + " | ".join(roles) + " |",
+        "|---|---|---|---|" + "---|" * len(roles),
+    ]
+    for run in res["runs"]:
+        cells = " | ".join(f"{run['by_role'].get(r, 0):.3f}" for r in roles)
+        lines.append(f"| {run['trainer']} | {run['trained_env_steps_per_s']:,.0f} | {run['busy_cores']:.2f} | "
+                     f"{run['core_ms_per_trained_step']:.3f} | {cells} |")  # fmt: skip
+    lines.append("")
+
+
 def metaworld_learning(lines: list[str]) -> None:
     res = _load("metaworld")
     if not res:
@@ -669,6 +693,7 @@ def main() -> None:
     throughput(lines)
     throughput(lines, "libero_throughput")
     throughput(lines, "metaworld_throughput")
+    cpu_by_thread(lines)
     libero_render(lines)
     metaworld_env(lines)
     metaworld_learning(lines)
