@@ -84,14 +84,8 @@ def play_episodes(
             continue
         _, request, answer = ctx
         finished += assembler.record(request, answer, result)
-        real = (
-            ~result.non_tensor_batch["imagined"].astype(bool)
-            if "imagined" in result.non_tensor_batch
-            else None
-        )
-        executed += int(
-            result.batch["env_steps"][real].sum() if real is not None else result.batch["env_steps"].sum()
-        )
+        real = ~result.non_tensor_batch["imagined"].astype(bool)  # every env worker's proto has the column
+        executed += int(result.batch["env_steps"][torch.from_numpy(real)].sum())
         moved = np.array([row_of[k] for k in result.non_tensor_batch["env_key"].tolist()])
         obs.batch["image"][moved] = result.batch["image"]
         obs.batch["state"][moved] = result.batch["state"]

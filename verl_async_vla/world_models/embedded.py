@@ -112,11 +112,6 @@ class EmbeddedWorldModel(nn.Module, WorldModel):
             "success_logit": out[:, self.state_dim + 1],
         }
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """One-step prediction loss of a batch (`to_batch`'s keys)."""
-        pred = self(batch["image"], batch["state"], batch["actions"], batch["tokens"])
-        return prediction_loss(pred, batch)
-
     # ---- the WorldModel interface, on numpy ------------------------------------------------------------
     @torch.no_grad()
     def predict(self, context: WorldState, actions: np.ndarray) -> WorldPrediction:

@@ -79,22 +79,18 @@ def held_out_report(model: EmbeddedWorldModel, data: WorldModelData, episodes: n
     model.eval()
     frames, decisions, owner = data.transitions(episodes)
     parts: list[dict[str, float]] = []
+    pred_succ = []
     for s in range(0, len(frames), 256):
         f, d = frames[s : s + 256], decisions[s : s + 256]
         batch = model.to_batch(data.frames[f], data.states[f], data.actions[d], data.instruction[owner[s : s + 256]]
                                .tolist(), data.frames[f + 1], data.states[f + 1], data.reward[d], data.success[d])  # fmt: skip
-        parts.append(prediction_loss(model(batch["image"], batch["state"], batch["actions"], batch["tokens"]),
-                                     batch)[1] | {"n": len(f)})  # fmt: skip
+        pred = model(batch["image"], batch["state"], batch["actions"], batch["tokens"])
+        parts.append(prediction_loss(pred, batch)[1] | {"n": len(f)})
+        pred_succ.append((pred["success_logit"] > 0).numpy())
     n = sum(p["n"] for p in parts)
     one_step = {k: sum(p[k] * p["n"] for p in parts) / n for k in parts[0] if k != "n"}
     # success detection where it matters: recall on the decisions that really succeed
     succ = data.success[decisions]
-    pred_succ = []
-    for s in range(0, len(frames), 256):
-        f, d = frames[s : s + 256], decisions[s : s + 256]
-        out = model(*model._inputs(data.frames[f], data.states[f], data.actions[d],
-                                   data.instruction[owner[s : s + 256]].tolist()))  # fmt: skip
-        pred_succ.append((out["success_logit"] > 0).numpy())
     pred_succ = np.concatenate(pred_succ)
     one_step["success_recall"] = float(pred_succ[succ].mean()) if succ.any() else None
     one_step["success_false_positive_rate"] = float(pred_succ[~succ].mean()) if (~succ).any() else None
