@@ -74,6 +74,9 @@ def main() -> None:
     )
     ap.add_argument("--imagined-workers", type=int, default=1)
     ap.add_argument("--pretrain-steps", type=int, default=3000)
+    ap.add_argument(
+        "--pretrain-episodes", type=int, default=3000, help="real episodes recorded for pre-training"
+    )
     ap.add_argument("--out-dir", default=None, help="where the world model and run directories go (reused)")
     args = ap.parse_args()
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="vla_world_model_"))
@@ -92,7 +95,8 @@ def main() -> None:
             cfg = compose(config_name="vla_trainer", overrides=[f"run_dir={out / 'sft_probe'}", "seed=0"])
         sft = ensure_sft_checkpoint(validate(cfg))
         subprocess.run([sys.executable, "-m", "verl_async_vla.world_models.pretrain", "--out", str(wm_dir),
-                        "--steps", str(args.pretrain_steps), "--policy-checkpoint", str(sft),
+                        "--steps", str(args.pretrain_steps), "--episodes", str(args.pretrain_episodes),
+                        "--batch-size", "32", "--policy-checkpoint", str(sft),
                         "--policy-share", "0.5"], check=True)  # fmt: skip
     pretrain = json.loads((wm_dir / "pretrain.json").read_text())
     variants = {
@@ -125,8 +129,9 @@ def main() -> None:
                 "command": command,
             })  # fmt: skip
             write_result("world_model", {**run_provenance(rows), "command": command, "pretrain": {
-                k: pretrain[k] for k in ("held_out_before", "held_out_after", "train_episodes", "steps",
-                                         "train_seconds")}, "step_cost": step_cost(ckpt), "runs": rows})  # fmt: skip
+                k: pretrain[k] for k in ("command", "held_out_before", "held_out_after", "train_episodes", "steps",
+                                         "batch_size", "train_seconds")}, "step_cost": step_cost(ckpt),
+                "runs": rows})  # fmt: skip
     print(json.dumps([{k: r[k] for k in ("world_model", "seed", f"real_steps_to_success_{TARGET}",
                                          "success_final")} for r in rows], indent=1))  # fmt: skip
     print("wrote", (ROOT / "docs" / "results" / "world_model.json").relative_to(ROOT))

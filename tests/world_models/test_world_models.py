@@ -6,6 +6,7 @@ import torch
 
 from verl_async_vla.envs.base import HELD_OUT_SEED_BASE
 from verl_async_vla.envs.embedded import EmbeddedReachShard
+from verl_async_vla.envs.embedded.reach import SHAPING_SCALE, SUCCESS_BONUS
 from verl_async_vla.world_models.base import WorldState
 from verl_async_vla.world_models.data import WorldModelData, record_episodes
 from verl_async_vla.world_models.embedded import EmbeddedWorldModel
@@ -41,6 +42,11 @@ def test_recorded_episodes_are_consistent(data, tmp_path):
         steps = data.env_steps[data.ep_start[e] - e : last + 1].sum()
         assert data.success[last] or steps == 12
         assert not data.success[data.ep_start[e] - e : last].any()
+    # the recorded potential is the one the env's reward shapes, frame for frame (an off-by-one would break it)
+    shaped = SHAPING_SCALE * (data.goal_distance[frames] - data.goal_distance[frames + 1])
+    np.testing.assert_allclose(
+        data.reward[decisions], shaped + SUCCESS_BONUS * data.success[decisions], atol=1e-4
+    )
     # the noisy expert covers several noise scales
     assert len(set(data.behaviour.tolist())) > 1
     back = WorldModelData.load(data.save(tmp_path / "d.npz"))
@@ -59,6 +65,7 @@ def test_pretraining_lowers_held_out_loss(data):
     before, after = report["held_out_before"]["one_step"], report["held_out_after"]["one_step"]
     assert after["loss"] < 0.7 * before["loss"]
     assert after["state_mse"] < before["state_mse"]
+    assert after["potential_mae"] < 0.7 * before["potential_mae"]
     assert report["held_out_after"]["open_loop"]["1"]["episodes"] == len(data.split()[1])
     assert model.version == 1
 
@@ -83,8 +90,11 @@ def test_shard_steps_like_an_env(data):
 
 def test_shard_truncates_at_the_time_limit(data):
     model = small_model().eval()
-    with torch.no_grad():  # never declares success: only the time limit ends an episode
-        model.heads[-1].bias[model.state_dim + 1] = -50.0
+    with (
+        torch.no_grad()
+    ):  # never declares success (logit, or the potential within reach): only the time limit
+        model.heads[-1].bias[model.state_dim] = -50.0
+        model.potential[-2].bias.fill_(50.0)
     shard = WorldModelShard(model, data, num_envs=2, max_episode_steps=10, seed=0)
     shard.reset(np.arange(2))
     steps = [shard.step(np.arange(2), np.zeros((2, 4, 2), np.float32)) for _ in range(3)]

@@ -8,8 +8,9 @@ Behaviours, mixed per episode so that the model sees the actions RL will try, no
 Layouts come from the shard's own training streams (never a seed >= HELD_OUT_SEED_BASE), so a world model never
 sees, and its resets never start from, a layout that evaluation uses.
 
-Storage (`.npz`): every episode's frames contiguous (T + 1 frames for T decisions), the decisions' chunks, rewards
-and successes, and per episode its instruction and behaviour.
+Storage (`.npz`): every episode's frames contiguous (T + 1 frames for T decisions) with the end-effector's distance
+to the named cube at each (the shaping potential, read from the simulator: what the world model's reward learns),
+the decisions' chunks, rewards and successes, and per episode its instruction and behaviour.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ EXPERT_NOISE = (0.0, 0.3, 0.6, 1.0)  # per-episode action-noise scales of the `e
 class WorldModelData:
     frames: np.ndarray  # (F, H, W, 3) uint8
     states: np.ndarray  # (F, S) float32
+    goal_distance: np.ndarray  # (F,) float32: the shaping potential at each frame
     actions: np.ndarray  # (D, K, A) float32
     reward: np.ndarray  # (D,) float32
     success: np.ndarray  # (D,) bool
@@ -94,20 +96,24 @@ def record_episodes(shard: EnvShard, episodes: int, chunk: int, rng: np.random.G
     """`episodes` real episodes from `shard`'s training layouts (its own streams: `reset` without seeds), a
     `policy_share` of them by `policy`, the rest by the noisy scripted expert. Episodes run in waves of the shard's
     envs; each env's episode is recorded on its own (envs finish at different times)."""
-    if not hasattr(shard, "expert_actions"):
-        raise ValueError(f"{type(shard).__name__} has no scripted expert: the world-model dataset needs one.")
+    if not (hasattr(shard, "expert_actions") and hasattr(shard, "goal_distance")):
+        raise ValueError(f"{type(shard).__name__} has no scripted expert or goal distance: the world-model dataset "
+                         "needs both.")  # fmt: skip
     if policy_share > 0 and policy is None:
         raise ValueError("policy_share > 0 needs a policy (a checkpoint to roll out)")
     n = shard.num_envs
-    out: dict[str, list] = {k: [] for k in ("frames", "states", "actions", "reward", "success", "env_steps")}
+    out: dict[str, list] = {
+        k: [] for k in ("frames", "states", "goal_distance", "actions", "reward", "success", "env_steps")
+    }
     ep_len, instr, behaviour = [], [], []
     while len(ep_len) < episodes:
         ids = np.arange(min(n, episodes - len(ep_len)))
         by_policy = rng.random(len(ids)) < policy_share
         noise = rng.choice(EXPERT_NOISE, size=len(ids))
         obs = shard.reset(ids)
-        rec = [{"frames": [obs.image[k]], "states": [obs.state[k]], "actions": [], "reward": [], "success": [],
-                "env_steps": []} for k in range(len(ids))]  # fmt: skip
+        dist = shard.goal_distance(ids)
+        rec = [{"frames": [obs.image[k]], "states": [obs.state[k]], "goal_distance": [dist[k]], "actions": [],
+                "reward": [], "success": [], "env_steps": []} for k in range(len(ids))]  # fmt: skip
         texts = list(obs.instruction)
         live = ids.copy()
         while len(live):
@@ -120,6 +126,7 @@ def record_episodes(shard: EnvShard, episodes: int, chunk: int, rng: np.random.G
                 act[sel] = policy(obs.image[sel], obs.state[sel], [t for t, s in zip(obs.instruction, sel,
                                                                                       strict=True) if s])  # fmt: skip
             res = shard.step(live, act)
+            dist = shard.goal_distance(live)
             for k, i in enumerate(live.tolist()):
                 r = rec[i]
                 r["actions"].append(act[k])
@@ -128,6 +135,7 @@ def record_episodes(shard: EnvShard, episodes: int, chunk: int, rng: np.random.G
                 r["env_steps"].append(res.env_steps[k])
                 r["frames"].append(res.obs.image[k])
                 r["states"].append(res.obs.state[k])
+                r["goal_distance"].append(dist[k])
             keep = ~(res.terminated | res.truncated)
             live = live[keep]
             obs = res.obs
@@ -143,6 +151,7 @@ def record_episodes(shard: EnvShard, episodes: int, chunk: int, rng: np.random.G
     data = WorldModelData(
         frames=np.concatenate(out["frames"]).astype(np.uint8),
         states=np.concatenate(out["states"]).astype(np.float32),
+        goal_distance=np.concatenate(out["goal_distance"]).astype(np.float32),
         actions=np.concatenate(out["actions"]).astype(np.float32),
         reward=np.concatenate(out["reward"]).astype(np.float32),
         success=np.concatenate(out["success"]).astype(bool),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 
 from verl_async_vla.world_models.base import WorldState
 from verl_async_vla.world_models.data import WorldModelData
-from verl_async_vla.world_models.embedded import EmbeddedWorldModel, prediction_loss
+from verl_async_vla.world_models.embedded import SUCCESS_DIST, EmbeddedWorldModel, prediction_loss
 from verl_async_vla.world_models.registry import save_world_model
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def unrolled_loss(model: EmbeddedWorldModel, data: WorldModelData, frames: np.nd
         rows = np.flatnonzero(live)
         batch = model.to_batch(data.frames[f[rows]], data.states[f[rows]], data.actions[d[rows]],
                                [instr[i] for i in rows], data.frames[f[rows] + 1], data.states[f[rows] + 1],
-                               data.reward[d[rows]], data.success[d[rows]])  # fmt: skip
+                               data.reward[d[rows]], data.success[d[rows]], data.goal_distance[f[rows]],
+                               data.goal_distance[f[rows] + 1])  # fmt: skip
         if k > 0:  # continue from the model's own prediction
             batch["image"], batch["state"] = image[rows], state[rows]
         pred = model(batch["image"], batch["state"], batch["actions"], batch["tokens"])
@@ -83,39 +85,49 @@ def held_out_report(model: EmbeddedWorldModel, data: WorldModelData, episodes: n
     for s in range(0, len(frames), 256):
         f, d = frames[s : s + 256], decisions[s : s + 256]
         batch = model.to_batch(data.frames[f], data.states[f], data.actions[d], data.instruction[owner[s : s + 256]]
-                               .tolist(), data.frames[f + 1], data.states[f + 1], data.reward[d], data.success[d])  # fmt: skip
+                               .tolist(), data.frames[f + 1], data.states[f + 1], data.reward[d], data.success[d],
+                               data.goal_distance[f], data.goal_distance[f + 1])  # fmt: skip
         pred = model(batch["image"], batch["state"], batch["actions"], batch["tokens"])
         parts.append(prediction_loss(pred, batch)[1] | {"n": len(f)})
-        pred_succ.append((pred["success_logit"] > 0).numpy())
+        pred_succ.append(np.stack([pred["success"].numpy(), (pred["success_logit"] > 0).numpy(),
+                                   (pred["next_potential"] < SUCCESS_DIST).numpy()], axis=1))  # fmt: skip
     n = sum(p["n"] for p in parts)
     one_step = {k: sum(p[k] * p["n"] for p in parts) / n for k in parts[0] if k != "n"}
-    # success detection where it matters: recall on the decisions that really succeed
+    # success detection where it matters: recall on the decisions that really succeed; the rule the model uses
+    # (either signal) and each of its two signals alone (the logit, the potential within SUCCESS_DIST)
     succ = data.success[decisions]
     pred_succ = np.concatenate(pred_succ)
-    one_step["success_recall"] = float(pred_succ[succ].mean()) if succ.any() else None
-    one_step["success_false_positive_rate"] = float(pred_succ[~succ].mean()) if (~succ).any() else None
-    # open loop: from each held-out episode's first frame, its real actions, the model's own frames
-    open_loop: dict[int, list[tuple[float, float]]] = {h: [] for h in HORIZONS}
+    for col, suffix in enumerate(("", "_logit", "_potential")):
+        one_step[f"success_recall{suffix}"] = float(pred_succ[succ, col].mean()) if succ.any() else None
+        one_step[f"success_false_positive_rate{suffix}"] = (
+            float(pred_succ[~succ, col].mean()) if (~succ).any() else None
+        )
+    # open loop: from each held-out episode's first frame, its real actions, the model's own frames (and rewards)
+    open_loop: dict[int, list[tuple[float, float, float]]] = {h: [] for h in HORIZONS}
     for e in episodes.tolist():
         f0, d0, T = int(data.ep_start[e]), int(data.ep_start[e] - e), int(data.ep_len[e])
-        image, state = data.frames[f0 : f0 + 1], data.states[f0 : f0 + 1]
+        image, state, ret = data.frames[f0 : f0 + 1], data.states[f0 : f0 + 1], 0.0
         for t in range(min(T, max(HORIZONS))):
             pred = model.predict(
                 WorldState(image, state, [str(data.instruction[e])]), data.actions[d0 + t : d0 + t + 1]
             )
-            image, state = pred.image, pred.state
+            image, state, ret = pred.image, pred.state, ret + float(pred.reward[0])
             if t + 1 in open_loop:
                 real_img = data.frames[f0 + t + 1].astype(np.float32) / 255
                 open_loop[t + 1].append((float(((image[0].astype(np.float32) / 255 - real_img) ** 2).mean()),
-                                         float(np.abs(state[0, :2] - data.states[f0 + t + 1, :2]).mean())))  # fmt: skip
+                                         float(np.abs(state[0, :2] - data.states[f0 + t + 1, :2]).mean()),
+                                         abs(ret - float(data.reward[d0 : d0 + t + 1].sum()))))  # fmt: skip
     model.train()
     return {
         "one_step": {k: (round(v, 6) if v is not None else None) for k, v in one_step.items()},
         "open_loop": {
             str(h): {
                 "episodes": len(v),
-                "image_mse": round(float(np.mean([a for a, _ in v])), 6),
-                "ee_xy_abs_err": round(float(np.mean([b for _, b in v])), 4),
+                "image_mse": round(float(np.mean([a for a, _, _ in v])), 6),
+                "ee_xy_abs_err": round(float(np.mean([b for _, b, _ in v])), 4),
+                "return_abs_err": round(
+                    float(np.mean([c for _, _, c in v])), 4
+                ),  # imagined vs real return so far
             }
             for h, v in open_loop.items()
             if v
@@ -150,8 +162,9 @@ def pretrain(data: WorldModelData, steps: int = 3000, batch_size: int = 64, lr: 
         sched.step()
         if step % log_every == 0 or step == steps:
             curve.append({"step": step, **{k: round(v, 6) for k, v in parts.items()}})
-            log.info("world model step %d/%d: loss %.4f (changed-pixel mse %.4f, reward mae %.3f)", step, steps,
-                     parts["loss"], parts["image_changed_mse"], parts["reward_mae"])  # fmt: skip
+            log.info("world model step %d/%d: loss %.4f (changed-pixel mse %.4f, potential mae %.3f m, reward mae "
+                     "%.3f)", step, steps, parts["loss"], parts["image_changed_mse"], parts["potential_mae"],
+                     parts["reward_mae"])  # fmt: skip
     model.version += 1
     train_s = time.monotonic() - t0
     after = held_out_report(model, data, held_eps)
@@ -229,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("recorded %s in %.0f s", path, time.monotonic() - t0)
     model, report = pretrain(data, args.steps, args.batch_size, args.lr, args.unroll, args.seed)
     ckpt = save_world_model(out / "world_model.safetensors", model, {"dataset": str(path), "seed": args.seed})
-    report = {"command": "python -m verl_async_vla.world_models.pretrain " + " ".join(argv or []), **report,
+    args_text = " ".join(sys.argv[1:] if argv is None else argv)
+    report = {"command": "python -m verl_async_vla.world_models.pretrain " + args_text, **report,
               "checkpoint": str(ckpt)}  # fmt: skip
     (out / "pretrain.json").write_text(json.dumps(report, indent=1))
     b, a = report["held_out_before"], report["held_out_after"]

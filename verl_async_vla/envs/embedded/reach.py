@@ -33,6 +33,8 @@ MAX_DELTA = 0.04  # metres of actuator-target motion per unit action per control
 SUCCESS_DIST = 0.07  # sphere radius 0.025 + cube half-size 0.03 + slack: touching counts
 MIN_SEPARATION = 0.12
 PHYSICS_SUBSTEPS = 5  # 5 x 10 ms = one 50 ms control step
+SHAPING_SCALE = 5.0  # reward per metre of progress towards the named cube
+SUCCESS_BONUS = 1.0  # reward of the control step that touches it
 
 
 def _scene_xml(image_size: int, colours: list[str]) -> str:
@@ -114,7 +116,7 @@ class _ReachEnv:
         dist = self.distance()
         success = dist < SUCCESS_DIST
         # Potential-based shaping (Ng et al. 1999): progress towards the named cube, plus a success bonus.
-        reward = 5.0 * (self.prev_dist - dist) + (1.0 if success else 0.0)
+        reward = SHAPING_SCALE * (self.prev_dist - dist) + (SUCCESS_BONUS if success else 0.0)
         self.prev_dist = dist
         return reward, success
 
@@ -207,6 +209,10 @@ class EmbeddedReachShard(PerEnvRngs, EnvShard):
             state=np.stack([e.state() for e in envs]),
             instruction=[e.instruction for e in envs],
         )
+
+    def goal_distance(self, env_ids: np.ndarray) -> np.ndarray:
+        """(privileged) Each env's end-effector distance to its named cube, in metres: the shaping potential."""
+        return np.array([self.envs[i].distance() for i in env_ids], np.float32)
 
     def expert_actions(self, env_ids: np.ndarray, chunk: int, ignore_instruction: bool = False) -> np.ndarray:
         """Scripted expert (privileged: reads cube poses) for demonstrations and the task card.
