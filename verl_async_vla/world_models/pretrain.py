@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--out", required=True, help="directory for episodes.npz, world_model.safetensors, pretrain.json"
     )
-    ap.add_argument("--episodes", type=int, default=600)
+    ap.add_argument("--episodes", type=int, default=3000)
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--unroll", type=int, default=2)
     ap.add_argument(
