@@ -294,7 +294,10 @@ class TrainerConfig:
     # batching (a free server takes what is ready; requests that arrive during a call form the next batch); raise
     # it when a call has a large fixed cost and envs are few. Measured on 2 shared cores (2026-12-02), once
     # requests travel on the request channel instead of Ray calls: 0 trained more env steps/s than 3 ms on
-    # longtail (392 vs 372). (With a Ray call per request, 3 ms had won: each call cost more than the wait.)
+    # longtail (392 vs 372). (With a Ray call per request, 3 ms had won: each call cost more than the wait.) On the
+    # CPU-bound embedded workload it is a wash (2026-12-07, 3 repeats, medians: 0 ms 1918, 2 ms 1919 trained env
+    # steps/s), as was an env-side wait that packs a worker's requests into fewer messages (1 ms 1857, 3 ms 1892;
+    # tried on branch speed-coalesce, not kept): messages are no longer what async's CPU per step is spent on.
     max_wait_ms: float = 0.0
     max_staleness: int = 1  # versions
     # ABLATION ONLY (benchmarks/off_policy_ablation.py): the rollout workers act with weights this many versions
