@@ -40,6 +40,14 @@ def _provenance(res: dict) -> list[str]:
             f"- date of the runs: {res['date']}, commit: {res.get('commit', 'not recorded')}", ""]  # fmt: skip
 
 
+def _section(lines: list[str], name: str, title: str) -> dict | None:
+    """The results file `name` (None when there is none: no section), its heading and provenance added to `lines`."""
+    res = _load(name)
+    if res:
+        lines += [f"## {title}", ""] + _provenance(res)
+    return res
+
+
 def _mean_sd(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
 
@@ -396,11 +404,9 @@ def emulated(lines: list[str]) -> None:
 
 
 def libero_render(lines: list[str]) -> None:
-    res = _load("libero_render")
+    res = _section(lines, "libero_render", "LIBERO rendering on CPU: stock vs fast-render settings")
     if not res:
         return
-    lines += ["## LIBERO rendering on CPU: stock vs fast-render settings", ""]
-    lines += _provenance(res)
     lines += [
         "One LIBERO env (libero_spatial task 0) stepping no-op actions; `fast_render` turns off multisampling,",
         "shadows and reflections and sizes the offscreen buffer to the camera (images differ from stock renders).",
@@ -420,11 +426,9 @@ def libero_render(lines: list[str]) -> None:
 
 
 def cpu_by_thread(lines: list[str]) -> None:
-    res = _load("cpu_by_thread")
+    res = _section(lines, "cpu_by_thread", "Where the CPU goes, per trained env step (embedded job)")
     if not res:
         return
-    lines += ["## Where the CPU goes, per trained env step (embedded job)", ""]
-    lines += _provenance(res)
     lines += [
         f"Every thread of every worker process read from /proc over {res['window_s'][1] - res['window_s'][0]:.0f} s of a",
         f"{res['env_steps']:,}-step run per trainer; core-ms per trained env step. Single runs: a diagnosis (the",
@@ -444,11 +448,11 @@ def cpu_by_thread(lines: list[str]) -> None:
 
 
 def metaworld_learning(lines: list[str]) -> None:
-    res = _load("metaworld")
+    res = _section(
+        lines, "metaworld", "MetaWorld MT10: SFT start and RL, held-out variations (docs/metaworld.md)"
+    )
     if not res:
         return
-    lines += ["## MetaWorld MT10: SFT start and RL, held-out variations (docs/metaworld.md)", ""]
-    lines += _provenance(res)
     tasks = list(res["runs"][0]["per_task"])
     lines += [
         "Greedy success on held-out variations, the same episodes for the SFT start and the final policy of each run; "
@@ -478,11 +482,13 @@ def _ratio(x: float | None) -> str:
 
 
 def world_model(lines: list[str]) -> None:
-    res = _load("world_model")
+    res = _section(
+        lines,
+        "world_model",
+        "World model: held-out real success against real env steps (docs/world_models.md)",
+    )
     if not res:
         return
-    lines += ["## World model: held-out real success against real env steps (docs/world_models.md)", ""]
-    lines += _provenance(res)
     pre, cost = res["pretrain"], res["step_cost"]
     one, loop = pre["held_out_after"]["one_step"], pre["held_out_after"]["open_loop"]
     lines += [
@@ -491,9 +497,9 @@ def world_model(lines: list[str]) -> None:
         f"Held-out one-step: changed-pixel MSE {one['image_changed_mse']:.3f}, state MSE {one['state_mse']:.4f}, "
         f"reward MAE {one['reward_mae']:.3f} per decision, success recall {one['success_recall']:.2f} "
         f"(false positives {one['success_false_positive_rate']:.3f}). Open loop (the model fed its own frames "
-        "along held-out episodes' real actions): "
-        + ", ".join(f"{h} decisions: end-effector error {v['ee_xy_abs_err']:.3f} (state units, 1 = 0.32 m)"
-                    + (f", return error {v['return_abs_err']:.2f}" if "return_abs_err" in v else "")
+        "along held-out episodes' real actions; end-effector error in state units, 1 = 0.32 m): "
+        + "; ".join(f"{h} decisions: end-effector {v['ee_xy_abs_err']:.3f}"
+                    + (f", return {v['return_abs_err']:.2f}" if "return_abs_err" in v else "")
                     for h, v in loop.items()) + ".",
         "",
         f"Cost of one env step, each alone on one thread: real {cost['real_s_per_env_step'] * 1e3:.2f} ms, imagined "
@@ -515,7 +521,8 @@ def world_model(lines: list[str]) -> None:
         "| world model | seed | real env steps | imagined env steps | steps to 0.8 | mean of 3 | start | final | "
         "mean over evals |",
         "|---|---|---|---|---|---|---|---|---|",
-        *[f"| {r['world_model'] or 'none'} | {r['seed']} | {r['real_env_steps']:,} | {r['imagined_env_steps']:,} | "
+        *[f"| {r.get('label', r['world_model'] or 'none')} | {r['seed']} | {r['real_env_steps']:,} | "
+          f"{r['imagined_env_steps']:,} | "
           f"{_steps(r['real_steps_to_success_0.8'])} | {_steps(r.get('real_steps_to_success_0.8_mean3'))} | "
           f"{r['success_start']:.2f} | {r['success_final']:.2f} | {r['success_mean_over_evals']:.2f} |"
           for r in res["runs"]],
@@ -547,11 +554,9 @@ def metaworld_env(lines: list[str]) -> None:
 
 
 def weight_sync(lines: list[str]) -> None:
-    res = _load("weight_sync")
+    res = _section(lines, "weight_sync", "Weight plane: publishing one version (learning/weight_plane.py)")
     if not res:
         return
-    lines += ["## Weight plane: publishing one version (learning/weight_plane.py)", ""]
-    lines += _provenance(res)
     lines += [
         "Time from the start of a publication until every rollout worker has loaded it (medians), by transport: "
         "`object_store` (one `ray.put`, each worker reads it) and `collective` (a gloo broadcast group, in "
@@ -584,11 +589,11 @@ def documented(row: dict) -> str:
 
 
 def fault_matrix(lines: list[str]) -> None:
-    res = _load("fault_matrix")
+    res = _section(
+        lines, "fault_matrix", "Fault matrix: one fault per short run, both trainers (docs/reliability.md)"
+    )
     if not res:
         return
-    lines += ["## Fault matrix: one fault per short run, both trainers (docs/reliability.md)", ""]
-    lines += _provenance(res)
     lines += [
         "Each row is a real run (2 env workers x 2 envs, tiny VLA, 600 env steps) with one injected fault. Ledger "
         "columns are episodes, counted at the producers, the gate and the actor and reconciled by id; balanced: "
@@ -616,11 +621,9 @@ def _process_row(p: dict) -> str:
 
 
 def soak(lines: list[str]) -> None:
-    res = _load("soak")
+    res = _section(lines, "soak", "Soak: the main job under faults (docs/reliability.md)")
     if not res:
         return
-    lines += ["## Soak: the main job under faults (docs/reliability.md)", ""]
-    lines += _provenance(res)
     led = res["ledger"]
     kinds: dict[str, list[bool]] = {}
     after: dict[str, list[float]] = {}
@@ -672,11 +675,13 @@ def soak(lines: list[str]) -> None:
 
 
 def heads(lines: list[str]) -> None:
-    res = _load("embedded_heads")
+    res = _section(
+        lines,
+        "embedded_heads",
+        "Learning by action head: the flow head (pi0-style) next to the Gaussian chunk head",
+    )
     if not res:
         return
-    lines += ["## Learning by action head: the flow head (pi0-style) next to the Gaussian chunk head", ""]
-    lines += _provenance(res)
     lines += ["The embedded task at the main job's budget, greedy success on held-out layouts. Flow rows: "
               "`python benchmarks/learning.py --heads` (`model=tiny_vla_flow`, K = 5 denoising steps); Gaussian "
               "rows: the main pair's runs (`python benchmarks/learning.py`; their commit is in the list above). Mean ± "

@@ -3,6 +3,7 @@ model, from the same SFT start (issue 27).
 
     python benchmarks/world_model.py                               # 3 seeds, trainer=async_vla
     python benchmarks/world_model.py --seeds 0 --real-env-steps 120000 --out-dir /tmp/wm_bench
+    python benchmarks/world_model.py --imagined-workers 2 --skip-baseline --out-dir <the same>   # 1:1, added rows
 
 First pre-trains the embedded world model once (`python -m verl_async_vla.world_models.pretrain`, into
 `<out-dir>/world_model`, reused when there; its recording uses the SFT start of seed 0 for half of the episodes), then
@@ -10,10 +11,12 @@ per seed runs `trainer=async_vla` without it and with it (`env/world_model=embed
 env workers beside the real ones). Both runs of a seed start from the same SFT checkpoint and have the same budget of
 real env steps (the budget counts real steps only). Evaluation is always the real simulator.
 
-Writes docs/results/world_model.json: command, machine, commit, date, the pre-training report, the cost of an
+Writes docs/results/world_model.json (rows of other variants or seeds that an invocation does not re-run are kept
+when they used the same pre-trained model): command, machine, commit, date, the pre-training report, the cost of an
 imagined env step against a real one (each timed alone on this machine), and `runs`: per run `world_model` (name or
 null), `seed`, `real_env_steps`, `imagined_env_steps`, `real_steps_to_success_0.8` (first evaluation at >= 0.8,
-null if never), `success_final` and `curve` ([[real env steps, success], ...]).
+null if never), `success_final` and `curve` ([[real env steps, success], ...]); `label` and `imagined_workers` name
+the variant (`embedded` is 1 imagined worker, `embedded_w2` 2).
 """
 
 from __future__ import annotations
@@ -43,12 +46,27 @@ def steps_to(curve: list[tuple[int, float, float]], target: float, window: int =
     return None
 
 
+def earlier_rows(pretrain: dict) -> list[dict]:
+    """The rows of the results file that a partial invocation keeps (other variants or seeds), when they were made
+    with the same pre-trained world model (its report is the same); none otherwise. Rows written before the `label`
+    key get it from their world model."""
+    path = ROOT / "docs" / "results" / "world_model.json"
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    if old.get("pretrain") != pretrain:
+        print("  the results file was made with another world model: its rows are not kept", flush=True)
+        return []
+    return [{"label": r["world_model"] or "none", "imagined_workers": 1 if r["world_model"] else 0, **r}
+            for r in old["runs"]]  # fmt: skip
+
+
 def summarise(rows: list[dict]) -> dict[str, dict]:
     """Per world model (None: without): seeds, mean real env steps to the target (over the seeds that reach it,
     and how many never do), mean final success; and each world model's steps over the runs without one."""
     out: dict[str, dict] = {}
-    for name in dict.fromkeys(r["world_model"] or "none" for r in rows):
-        mine = [r for r in rows if (r["world_model"] or "none") == name]
+    for name in dict.fromkeys(r.get("label", r["world_model"] or "none") for r in rows):
+        mine = [r for r in rows if r.get("label", r["world_model"] or "none") == name]
         out[name] = {"seeds": len(mine)}
         for suffix in ("", "_mean3"):
             reached = [r[f"real_steps_to_success_{TARGET}{suffix}"] for r in mine
@@ -105,7 +123,15 @@ def main() -> None:
     ap.add_argument(
         "--real-env-steps", type=int, default=None, help="budget of real env steps (default: the config's)"
     )
-    ap.add_argument("--imagined-workers", type=int, default=1)
+    ap.add_argument(
+        "--imagined-workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="imagined env workers beside the 2 real ones, one variant each (1: a third of the episodes)",
+    )
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="do not run the runs without a world model (the results file keeps its earlier ones)")  # fmt: skip
     ap.add_argument("--pretrain-steps", type=int, default=3000)
     ap.add_argument(
         "--pretrain-episodes", type=int, default=3000, help="real episodes recorded for pre-training"
@@ -132,22 +158,23 @@ def main() -> None:
                         "--batch-size", "32", "--policy-checkpoint", str(sft),
                         "--policy-share", "0.5"], check=True)  # fmt: skip
     pretrain = json.loads((wm_dir / "pretrain.json").read_text())
-    variants = {
-        "none": ["trainer=async_vla"],
-        "embedded": [
-            "trainer=async_vla",
-            "env/world_model=embedded",
-            f"env.world_model.checkpoint={ckpt}",
-            f"env.world_model.workers={args.imagined_workers}",
-        ],  # fmt: skip
-    }
+    variants = {} if args.skip_baseline else {"none": (0, ["trainer=async_vla"])}
+    for n in args.imagined_workers:  # 1 keeps the plain name: its run directories predate the knob
+        variants["embedded" if n == 1 else f"embedded_w{n}"] = (n, [
+            "trainer=async_vla", "env/world_model=embedded", f"env.world_model.checkpoint={ckpt}",
+            f"env.world_model.workers={n}"])  # fmt: skip
+    pretrain_kept = {k: pretrain[k] for k in ("command", "held_out_before", "held_out_after", "train_episodes",
+                                              "steps", "batch_size", "train_seconds")}  # fmt: skip
+    earlier = earlier_rows(pretrain_kept)
     rows = []
     for seed in args.seeds:
-        for name, overrides in variants.items():
+        for name, (workers, overrides) in variants.items():
             r = learning_row(f"wm_{name}", overrides, seed, out, args.real_env_steps)
             summary = json.loads((out / f"wm_{name}_seed{seed}" / "summary.json").read_text())
             rows.append({
-                "world_model": None if name == "none" else name,
+                "label": name,
+                "world_model": None if name == "none" else "embedded",
+                "imagined_workers": workers,
                 "seed": seed,
                 "real_env_steps": r["env_steps"],
                 "imagined_env_steps": summary.get("imagined_env_steps", 0),
@@ -162,12 +189,11 @@ def main() -> None:
                 "date": r["date"],
                 "command": command,
             })  # fmt: skip
-            write_result("world_model", {**run_provenance(rows), "command": command, "summary": summarise(rows),
-                                         "pretrain": {
-                k: pretrain[k] for k in ("command", "held_out_before", "held_out_after", "train_episodes", "steps",
-                                         "batch_size", "train_seconds")}, "step_cost": step_cost(ckpt),
-                "runs": rows})  # fmt: skip
-    print(json.dumps([{k: r[k] for k in ("world_model", "seed", f"real_steps_to_success_{TARGET}",
+            done = {(r["label"], r["seed"]) for r in rows}
+            every = [r for r in earlier if (r["label"], r["seed"]) not in done] + rows
+            write_result("world_model", {**run_provenance(every), "command": command, "summary": summarise(every),
+                                         "pretrain": pretrain_kept, "step_cost": step_cost(ckpt), "runs": every})  # fmt: skip
+    print(json.dumps([{k: r[k] for k in ("label", "seed", f"real_steps_to_success_{TARGET}",
                                          "success_final")} for r in rows], indent=1))  # fmt: skip
     print("wrote", (ROOT / "docs" / "results" / "world_model.json").relative_to(ROOT))
     import report

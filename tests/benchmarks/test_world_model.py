@@ -33,3 +33,20 @@ def test_summary_ratios_against_the_runs_without_a_world_model():
     assert s["embedded"]["real_steps_over_without"] == 0.2
     assert s["embedded"]["real_steps_over_without_mean3"] == 0.4  # 80 / 200
     assert s["embedded"]["mean_success_final"] == 0.75
+
+
+def test_a_partial_invocation_keeps_earlier_rows_only_of_the_same_world_model(tmp_path, monkeypatch):
+    import json
+
+    import world_model
+
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    pre = {"held_out_after": {"loss": 0.5}}
+    old = [row(None, 0, 100, 120, 0.9), row("embedded", 0, 40, 60, 0.8)]
+    (tmp_path / "docs" / "results" / "world_model.json").write_text(
+        json.dumps({"pretrain": pre, "runs": old})
+    )
+    monkeypatch.setattr(world_model, "ROOT", tmp_path)
+    kept = world_model.earlier_rows(pre)
+    assert [(r["label"], r["imagined_workers"]) for r in kept] == [("none", 0), ("embedded", 1)]
+    assert world_model.earlier_rows({"held_out_after": {"loss": 0.4}}) == []  # another model: nothing kept
