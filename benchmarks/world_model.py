@@ -166,6 +166,7 @@ def main() -> None:
     pretrain_kept = {k: pretrain[k] for k in ("command", "held_out_before", "held_out_after", "train_episodes",
                                               "steps", "batch_size", "train_seconds")}  # fmt: skip
     earlier = earlier_rows(pretrain_kept)
+    cost = step_cost(ckpt)  # once, before the runs: the machine is quiet
     rows = []
     for seed in args.seeds:
         for name, (workers, overrides) in variants.items():
@@ -192,7 +193,7 @@ def main() -> None:
             done = {(r["label"], r["seed"]) for r in rows}
             every = [r for r in earlier if (r["label"], r["seed"]) not in done] + rows
             write_result("world_model", {**run_provenance(every), "command": command, "summary": summarise(every),
-                                         "pretrain": pretrain_kept, "step_cost": step_cost(ckpt), "runs": every})  # fmt: skip
+                                         "pretrain": pretrain_kept, "step_cost": cost, "runs": every})  # fmt: skip
     print(json.dumps([{k: r[k] for k in ("label", "seed", f"real_steps_to_success_{TARGET}",
                                          "success_final")} for r in rows], indent=1))  # fmt: skip
     print("wrote", (ROOT / "docs" / "results" / "world_model.json").relative_to(ROOT))

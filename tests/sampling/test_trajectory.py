@@ -4,8 +4,8 @@ import pytest
 from verl_async_vla.sampling.trajectory import Episode, episodes_to_proto
 
 
-def make_episode(eid, n, success=False):
-    ep = Episode(eid, env_key=eid, instruction=f"reach the red cube {eid}")
+def make_episode(eid, n, success=False, imagined=False, env_steps=None):
+    ep = Episode(eid, env_key=eid, instruction=f"reach the red cube {eid}", imagined=imagined)
     for t in range(n):
         ep.image.append(np.full((8, 8, 3), t, np.uint8))
         ep.state.append(np.full(4, t, np.float32))
@@ -14,7 +14,7 @@ def make_episode(eid, n, success=False):
         ep.value.append(0.1 * t)
         ep.reward.append(1.0)
         ep.version.append(3)
-    ep.env_steps, ep.success = 2 * n, success
+    ep.env_steps, ep.success = 2 * n if env_steps is None else env_steps, success
     return ep
 
 
@@ -53,20 +53,10 @@ def test_episodes_with_and_without_a_trace_are_refused_in_one_batch():
 def test_episode_metrics_keep_imagined_episodes_apart():
     """`train/success` is the real simulator's; a world model's episodes (which succeed when the model says so) are
     reported as `train/imagined_*` and never mixed in."""
-    from verl_async_vla.sampling.trajectory import Episode, episode_metrics, episodes_to_proto
+    from verl_async_vla.sampling.trajectory import episode_metrics
 
-    def ep(i: int, success: bool, imagined: bool, steps: int) -> Episode:
-        e = Episode(i, i, "reach the red cube", imagined=imagined)
-        for _ in range(2):
-            e.image.append(np.zeros((8, 8, 3), np.uint8))
-            e.state.append(np.zeros(4, np.float32))
-            e.actions.append(np.zeros((2, 2), np.float32))
-            e.log_prob.append(0.0)
-            e.value.append(0.0)
-            e.reward.append(1.0)
-            e.version.append(0)
-        e.success, e.env_steps = success, steps
-        return e
+    def ep(i: int, success: bool, imagined: bool, steps: int):
+        return make_episode(i, 2, success, imagined, steps)
 
     batch = episodes_to_proto(
         [ep(0, False, False, 8), ep(1, True, False, 4), ep(2, True, True, 2)], horizon=3
