@@ -77,7 +77,7 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"model.chunk={m.chunk} must be in [1, env.max_episode_steps={e.max_episode_steps}]."
         )
     a = run.algo
-    from verl_async_vla.algos.advantages import ESTIMATOR_ARGS
+    from verl_async_vla.algos.advantages import ESTIMATOR_ARGS, OUTCOME
     from verl_async_vla.algos.off_policy import get_correction, proximal_pass
 
     correction = get_correction(a.off_policy)
@@ -94,9 +94,13 @@ def validate(cfg: DictConfig | dict[str, Any]) -> RunConfig:
             f"algo.gipo_sigma={a.gipo_sigma} and algo.m2_threshold={a.m2_threshold} must be > 0."
         )
     if a.adv_estimator not in ESTIMATOR_ARGS:
-        raise ValueError(f"algo.adv_estimator={a.adv_estimator!r} is not supported: the trainers feed estimators "
-                         f"that bootstrap from the value head ({sorted(ESTIMATOR_ARGS)}); outcome-only ones "
-                         "(grpo, rloo, ...) group episodes by task, which they do not do yet.")  # fmt: skip
+        raise ValueError(f"algo.adv_estimator={a.adv_estimator!r} is not supported: use one of "
+                         f"{sorted(ESTIMATOR_ARGS)} (algos/advantages.py).")  # fmt: skip
+    envs = run.env.num_workers * run.env.num_envs_per_worker
+    if a.adv_estimator in OUTCOME and a.train_batch_episodes < 2 * envs:
+        raise ValueError(f"algo.adv_estimator={a.adv_estimator} compares an episode with the other episodes of its "
+                         f"env in the batch, but algo.train_batch_episodes={a.train_batch_episodes} gives fewer "
+                         f"than 2 per env ({envs} envs): raise it to at least {2 * envs}, or use fewer envs.")  # fmt: skip
     if a.train_batch_episodes < 1 or a.is_cap <= 0:
         raise ValueError("algo.train_batch_episodes must be >= 1 and algo.is_cap > 0.")
     if run.trainer.pipeline_stages < 1:

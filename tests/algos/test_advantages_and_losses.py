@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,7 +54,46 @@ def test_vtrace_is_looked_up_like_any_estimator_and_whitened():
     valid = raw[mask > 0]
     torch.testing.assert_close(adv, (raw - valid.mean()) / (valid.std() + 1e-8) * mask)
     with pytest.raises(ValueError, match="not supported"):
-        compute_advantages(AlgoConfig(adv_estimator="grpo"), r, v, mask, log_rho)
+        compute_advantages(AlgoConfig(adv_estimator="reinforce_plus_plus"), r, v, mask, log_rho)
+
+
+def _outcome_batch():
+    """Five episodes from three envs: env 7 two (success, failure), env 9 two (both succeed), env 4 one success.
+    Sparse reward: 1 on the success decision; rows padded to 4 decisions."""
+    r = torch.tensor([[0, 0, 1.0, 0], [0, 0, 0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1.0]])
+    mask = torch.tensor([[1.0, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    return r, mask, np.array([7, 7, 9, 9, 4])
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo"])
+def test_outcome_estimators_compare_an_episode_only_with_its_envs_episodes(estimator):
+    r, mask, groups = _outcome_batch()
+    cfg = AlgoConfig(adv_estimator=estimator, gamma=0.5)
+    adv, ret = compute_advantages(cfg, r, torch.full_like(r, 9.0), mask, torch.zeros_like(r), groups)
+    per_episode = adv[:, 0]
+    # every decision of an episode carries the episode's advantage; padding none
+    torch.testing.assert_close(adv, per_episode[:, None] * mask)
+    # env 7: success above failure, symmetric (grpo: (1 - .5) / std(1, 0) = .707; rloo: 1 - 0 = 1)
+    expected = 1 / np.std([1.0, 0.0], ddof=1) / 2 if estimator == "grpo" else 1.0
+    assert per_episode[0].item() == pytest.approx(expected, rel=1e-4)
+    assert per_episode[1].item() == pytest.approx(-expected, rel=1e-4)
+    # env 9: both succeeded, nothing to tell them apart; env 4 alone: 0, not its raw success (verl's baseline of 0)
+    assert per_episode[2:].abs().max().item() < 1e-4
+    # the value head's targets are the discounted returns-to-go, whatever the values were (gamma 0.5)
+    torch.testing.assert_close(ret[0], torch.tensor([0.25, 0.5, 1.0, 0.0]))
+    torch.testing.assert_close(ret[4], torch.tensor([0.125, 0.25, 0.5, 1.0]))
+
+
+def test_grouping_is_by_env_not_by_batch():
+    """The same returns grouped as one env: every success is now measured against the batch mean. A grouping that
+    ignored `groups` (or read the wrong column) gives this answer for the per-env batch too."""
+    r, mask, groups = _outcome_batch()
+    cfg = AlgoConfig(adv_estimator="rloo")
+    per_env = compute_advantages(cfg, r, r, mask, r, groups)[0][:, 0]
+    pooled = compute_advantages(cfg, r, r, mask, r, np.zeros(5, int))[0][:, 0]
+    assert per_env[2].abs().item() < 1e-6 and pooled[2].item() == pytest.approx(1 - 3 / 4)
+    with pytest.raises(ValueError, match="env_key"):
+        compute_advantages(cfg, r, r, mask, r, None)
 
 
 def test_ppo_clip_loss_matches_hand_computation():

@@ -86,8 +86,15 @@ def test_advantage_estimators_are_checked_at_start_up_with_the_fix_named():
     assert validate({"algo": {"off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"  # the pair
     with pytest.raises(ValueError, match="algo.off_policy=vtrace"):
         validate({"algo": {"adv_estimator": "vtrace"}})
-    with pytest.raises(ValueError, match="grpo.*not supported"):
+    with pytest.raises(ValueError, match="reinforce_plus_plus.*not supported"):
+        validate({"algo": {"adv_estimator": "reinforce_plus_plus"}})
+    # an outcome estimator needs episodes to compare within each env: the default 2 x 32 envs want 128 per batch
+    with pytest.raises(ValueError, match="at least 128"):
         validate({"algo": {"adv_estimator": "grpo"}})
+    assert (
+        validate({"algo": {"adv_estimator": "rloo", "train_batch_episodes": 128}}).algo.adv_estimator
+        == "rloo"
+    )
     assert (
         validate({"algo": {"adv_estimator": "vtrace", "off_policy": "vtrace"}}).algo.adv_estimator == "vtrace"
     )

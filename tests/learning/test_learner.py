@@ -102,3 +102,33 @@ def test_first_epoch_is_refused_where_the_correction_needs_pi_prox_up_front():
             proximal_pass(AlgoConfig(off_policy=correction, proximal="first_epoch"))
     with pytest.raises(ValueError, match="algo.proximal='later' is unknown"):
         proximal_pass(AlgoConfig(proximal="later"))
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo"])
+def test_an_outcome_estimator_update_raises_the_succeeding_episodes_actions_within_each_env(
+    tmp_path, rollout_episodes, estimator
+):
+    """Two envs, each with one success and one failure: the update must make each success's actions more likely
+    and each failure's less (the advantages reach the loss by env_key through the learner)."""
+    torch.manual_seed(0)
+    policy = build_policy(MODEL)
+    ckpt = save_checkpoint(tmp_path / "init.safetensors", policy, MODEL)
+    eps = rollout_episodes(policy, n=4, seed=3)
+    for i, e in enumerate(eps):
+        e.env_key = i // 2
+        e.reward = [0.0] * (len(e) - 1) + [float(i % 2 == 0)]
+    batch = episodes_to_proto(eps, HORIZON)
+    algo = AlgoConfig(
+        adv_estimator=estimator, ppo_epochs=1, minibatch_size=10_000, train_batch_episodes=4, lr=1e-2
+    )
+    learner = Learner(MODEL, algo, str(ckpt), seed=0)
+    rows = torch.arange(4)
+    with torch.no_grad():
+        before = learner.score(batch, rows)[0]
+    learner.update(batch)
+    with torch.no_grad():
+        after = learner.score(batch, rows)[0]
+    mask = batch.batch["mask"]
+    change = ((after - before) * mask).sum(1) / mask.sum(1)
+    assert change[0] > 0 and change[2] > 0, change  # the successes (episodes 0 and 2)
+    assert change[1] < 0 and change[3] < 0, change

@@ -119,7 +119,8 @@ class Learner:
             b["prox_values"][pending] = b["values"][pending]
         inputs = correction_inputs(self.algo, b["old_log_prob"], b["prox_log_prob"], mask)
         values = b["prox_values"] * mask
-        adv, returns = compute_advantages(self.algo, b["rewards"], values, mask, inputs.log_rho)
+        adv, returns = compute_advantages(self.algo, b["rewards"], values, mask, inputs.log_rho,
+                                          batch.non_tensor_batch.get("env_key"))  # fmt: skip
         lag = (self.version - b["policy_version"])[mask > 0].float()
         n = len(batch)
         rows_per_mb = max(1, min(n, self.algo.minibatch_size // max(1, int(mask.sum(1).float().mean()))))

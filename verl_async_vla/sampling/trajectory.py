@@ -128,6 +128,8 @@ def episodes_to_proto(episodes: list[Episode], horizon: int) -> DataProto:
         non_tensors={
             "instruction": np.array([e.instruction for e in episodes], dtype=object),
             "episode_id": np.array([e.episode_id for e in episodes], dtype=np.int64),
+            # the env that played it: the group an outcome estimator (algos/advantages.py) compares it within
+            "env_key": np.array([e.env_key for e in episodes], dtype=np.int64),
             "success": np.array([e.success for e in episodes], dtype=bool),
             "env_steps": np.array([e.env_steps for e in episodes], dtype=np.int64),
             "imagined": np.array([e.imagined for e in episodes], dtype=bool),
