@@ -68,6 +68,10 @@ WORKLOADS = {
     # the same, 4x longer: the first batch and the ramp to steady state weigh ~10 % of a 32k run (a run of 20 s)
     # and ~2-3 % here; the main job itself trains 350k (run only when named: ~20 min for 3 repeats)
     "embedded_128k": [],
+    # the main job's 64 envs over 4 env workers of 16 (default 2 x 32): a layout, not the main job; every trainer runs
+    # it. An env worker steps its envs on threads of one process, so its Python (GIL) work is serial: does spreading
+    # the lanes over more processes let the producers use the cores async leaves idle?
+    "embedded_4x16": ["env.num_workers=4", "env.num_envs_per_worker=16"],
     # Real LIBERO: 4 shards x 2 envs (~1.3 GB each), agent-view camera, suite's own episode length (220).
     "libero_spatial": [
         "env=libero_spatial",
@@ -89,7 +93,7 @@ WORKLOADS = {
 }
 # env steps trained per run, by workload (--env-steps overrides): several updates each
 BUDGET = {"uniform": 8000, "longtail": 8000, "longtail_16x1": 8000, "embedded": 32000, "embedded_128k": 128000,
-          "libero_spatial": 3000, "metaworld_mt10": 12000}  # fmt: skip
+          "embedded_4x16": 32000, "libero_spatial": 3000, "metaworld_mt10": 12000}  # fmt: skip
 # Workloads on a real simulator write their own results file; the others share throughput.json.
 RESULT_OF = {"libero_spatial": "libero_throughput", "metaworld_mt10": "metaworld_throughput"}
 # No evaluation: it is outside the timed window anyway, and costs minutes over all repeats.
