@@ -198,7 +198,7 @@ SYNTHETIC_INTRO = [
     "lognormal median 10 ms, sigma 1.0, every reset 0.5 s), 16 envs, one PPO update per 32 episodes; `embedded` is",
     "the main job's own set-up (2 env workers x 32 envs, one update per 64 episodes, no injected latency; 32k trained",
     "steps per run, `embedded_128k` the same at 128k, where the first batch weighs a quarter as much;",
-    "`embedded_4x16` the same envs over 4 env workers x 16, a layout every trainer runs, not the main job's). Every",
+    "`embedded_4x16`, where a row exists: the same envs over 4 env workers x 16, a layout, not the main job's). Every",
     "env steps on its own thread, in both trainers. Since 2026-12-06 both trainers run the actor at nice 0 and the",
     "producers at 19, and sync's actor on every core (`trainer.actor_threads=-1`; async's on one): rows measured",
     "before then ran the older priorities and a one-thread sync actor (docs/architecture.md, Threads, Priorities).",
