@@ -305,6 +305,27 @@ def run_provenance(summaries: list[dict[str, Any]]) -> dict[str, str]:
     return {"commit": ", ".join(commits), "date": dates[0] if dates else RUN_DATE}
 
 
+def merge_rows(result: str, rows: list[dict[str, Any]], key: str, order: list[Any],
+               same: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """`rows` (this invocation's) with the rows of the last `result` file that this invocation did not re-run, each
+    kept row with the command, machine, commit and date that produced it; sorted by `order` of `row[key]`, so a re-run
+    replaces its row where it stood. `same`: settings the old file must share (e.g. the emulated cluster's profile),
+    else none of its rows are kept (figures of other settings must not share a table)."""
+    rows = [{"machine": machine(), **r} for r in rows]
+    previous = RESULTS / f"{result}.json"
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        if all(old.get(k) == v for k, v in (same or {}).items()):
+            done = {r[key] for r in rows}
+            rows += [{"command": old["command"], "date": old["date"], "commit": old.get("commit", "not recorded"),
+                      "machine": old["machine"], **r}
+                     for r in old["workloads"] if r[key] not in done]  # fmt: skip
+        else:
+            print(f"  not keeping the rows of {previous.name}: other settings than {same}", flush=True)
+    rows.sort(key=lambda r: order.index(r[key]) if r[key] in order else len(order))
+    return rows
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {

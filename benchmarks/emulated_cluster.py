@@ -23,6 +23,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from common import (
     ROOT,
     calibrate_workload,
     median_run_figures,
+    merge_rows,
     run_interleaved,
     run_provenance,
     trained_figures,
@@ -156,13 +158,14 @@ def main() -> None:
               f"{row[f'{best}_trained_per_s_median']:.1f}: {row['async_over_sync_trained']:.2f}x; async / machine "
               f"bound {row['async_over_machine_bound_trained']:.0%}; driver "
               f"{row['async_vla_driver_cpu_us_per_trained_sample']:.0f} us CPU per trained env step", flush=True)  # fmt: skip
-        row.update(run_provenance(summaries))
+        row.update(command=" ".join(["python", *sys.argv]), **run_provenance(summaries))
         rows.append(row)
+    settings = {"profile": args.profile, "payload": args.payload, "rounds": args.rounds, "repeats": args.repeats,
+                "payload_overrides": PAYLOADS[args.payload], "envs_per_gpu": args.envs_per_gpu}  # fmt: skip
+    # cluster sizes not re-run keep their rows (each with its own command, commit and date) if made the same way
+    rows = merge_rows("emulated_cluster", rows, "gpus", sorted({*args.gpus, 8, 16, 32}), same=settings)
     plot(rows, ROOT / "docs" / "emulated_scaling.png", args.profile, args.payload)
-    write_result("emulated_cluster", {"profile": args.profile, "payload": args.payload, "rounds": args.rounds,
-                                      "repeats": args.repeats, "payload_overrides": PAYLOADS[args.payload],
-                                      "envs_per_gpu": args.envs_per_gpu, "workloads": rows,
-                                      "plot": "emulated_scaling.png",
+    write_result("emulated_cluster", {**settings, "workloads": rows, "plot": "emulated_scaling.png",
                                       "commit": ", ".join(sorted({r["commit"] for r in rows})),
                                       "date": min(r["date"] for r in rows)})  # fmt: skip
     import report

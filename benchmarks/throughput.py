@@ -23,18 +23,16 @@ first repeat, then regenerates docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from common import (
-    RESULTS,
     ROOT,
     calibrate_workload,
-    machine,
     median_run_figures,
+    merge_rows,
     run_interleaved,
     run_provenance,
     trained_figures,
@@ -126,20 +124,8 @@ VARIANTS = {
 
 
 def merge_and_write(result: str, rows: list[dict]) -> None:
-    """Workloads not rerun keep their last figures, each row with the command, machine and date that produced it.
-
-    Rows keep the order of WORKLOADS, so a re-run replaces its row where it stood."""
-    rows = [{"machine": machine(), **r} for r in rows]
-    previous = RESULTS / f"{result}.json"
-    if previous.is_file():
-        old = json.loads(previous.read_text())
-        done = {r["name"] for r in rows}
-        kept = [{"command": old["command"], "date": old["date"], "commit": old.get("commit", "not recorded"),
-                 "machine": old["machine"], **r}
-                for r in old["workloads"] if r["name"] not in done]  # fmt: skip
-        rows = kept + rows
-    order = list(WORKLOADS)
-    rows.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    """Workloads not rerun keep their last figures, each row with the command, machine and date that produced it."""
+    rows = merge_rows(result, rows, "name", list(WORKLOADS))
     write_result(result, {"workloads": rows, "commit": ", ".join(sorted({r["commit"] for r in rows})),
                           "date": min(r["date"] for r in rows)})  # fmt: skip
 

@@ -46,3 +46,23 @@ def test_a_run_stopped_early_or_of_other_code_is_not_reused(tmp_path):
     assert reusable_summary(run) is None
     (run / "summary.json").write_text(json.dumps({**summary, "commit": "0123456789ab"}))
     assert reusable_summary(run) is None
+
+
+def test_rows_not_rerun_keep_their_own_provenance_and_other_settings_are_not_mixed(tmp_path, monkeypatch):
+    """A benchmark re-run for one size keeps the other sizes' rows with the command / commit / date that made them,
+    in order; a results file made with other settings (another cost profile) contributes no row."""
+    import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    old = {"command": "python old.py --gpus 8 16", "machine": {"cpu": "x"}, "commit": "aaa", "date": "d0",
+           "profile": "p", "workloads": [{"gpus": 8, "v": 1}, {"gpus": 16, "v": 2}, {"gpus": 32, "v": 3}]}  # fmt: skip
+    (tmp_path / "emu.json").write_text(json.dumps(old))
+    new = [{"gpus": 32, "v": 30, "command": "python new.py --gpus 32", "commit": "bbb", "date": "d1"}]
+    rows = common.merge_rows("emu", new, "gpus", [8, 16, 32], same={"profile": "p"})
+    assert [(r["gpus"], r["v"], r["commit"], r["command"]) for r in rows] == [
+        (8, 1, "aaa", "python old.py --gpus 8 16"),
+        (16, 2, "aaa", "python old.py --gpus 8 16"),
+        (32, 30, "bbb", "python new.py --gpus 32"),
+    ]
+    other = common.merge_rows("emu", new, "gpus", [8, 16, 32], same={"profile": "q"})
+    assert [r["gpus"] for r in other] == [32]
