@@ -7,7 +7,8 @@ Each trainer runs the main job's env, model and batch for `--env-steps` trained 
 checkpoints); between `--window` seconds after its workers exist, every thread of every worker process (the driver
 included) is read twice from /proc/<pid>/task/*/stat, and its CPU time is divided by the env steps trained in that
 window (the run's trained rate times the window). Thread names group by role (`processes.json`) and name with digits
-folded (`env_c0e1d2` -> `env_cNeNdN`: an env lane). Single runs: a diagnosis, not a headline (the headline with
+folded (`env_c0e1d2` -> `env_cNeNdN`: an env lane); the Ray session's other processes (the staleness gate, raylet,
+GCS) count as roles `ray:<name>`. Single runs: a diagnosis, not a headline (the headline with
 repeats is benchmarks/throughput.py). Writes docs/results/cpu_by_thread.json.
 """
 
@@ -26,7 +27,25 @@ from pathlib import Path
 
 from common import write_result
 
-TRAINERS = {"async_vla": ["trainer=async_vla"], "sync_k1": ["trainer=sync", "trainer.pipeline_stages=1"]}
+TRAINERS = {"async_vla": ["trainer=async_vla"], "sync_k1": ["trainer=sync", "trainer.pipeline_stages=1"],
+            "sync_k4": ["trainer=sync", "trainer.pipeline_stages=4"]}  # fmt: skip
+DEFAULT_TRAINERS = ["async_vla", "sync_k1"]
+
+
+def ray_processes() -> dict[int, str]:
+    """Every other process of the Ray session (the staleness gate, raylet, GCS, idle workers...), as role
+    `ray:<name>`: on 2 shared cores their CPU is part of what a trainer costs, though no worker role owns it."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
+        except OSError:
+            continue
+        if comm.startswith("ray::") or comm in ("raylet", "gcs_server") or any(b"/ray/" in c for c in cmd):
+            # a Ray worker's comm names the task it runs ("ray::GateServer.acquire"): keep the class
+            out[int(pid)] = "ray:" + re.sub(r"\d+", "N", comm.removeprefix("ray::").split(".")[0])
+    return out
 
 
 def thread_cpu(pids: dict[int, str]) -> collections.Counter:
@@ -66,6 +85,8 @@ def profile(
         pids = {p["pid"]: p["role"] for p in json.loads(table.read_text())["processes"]}
         pids[proc.pid] = "driver"
         time.sleep(window[0])
+        # looked up once the run is under way: some (the staleness gate) start after the process table is written
+        pids.update({pid: role for pid, role in ray_processes().items() if pid not in pids})
         before, t0 = thread_cpu(pids), time.monotonic()
         time.sleep(window[1] - window[0])
         after, seconds = thread_cpu(pids), time.monotonic() - t0
@@ -98,7 +119,7 @@ def profile(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
+    ap.add_argument("--trainers", nargs="+", default=DEFAULT_TRAINERS, choices=list(TRAINERS))
     ap.add_argument("--overrides", nargs="*", default=[], help="hydra overrides for every trainer's run")
     ap.add_argument("--env-steps", type=int, default=64000)
     ap.add_argument("--window", type=float, nargs=2, default=(10.0, 30.0), metavar=("FROM_S", "TO_S"))

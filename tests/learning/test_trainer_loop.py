@@ -134,6 +134,29 @@ def test_the_staleness_rule_alone_keeps_every_trained_decision_within_the_bound(
     assert peers.published == sorted(peers.published) and peers.published[-1] == learner.version
 
 
+def test_the_driver_wakes_at_an_update_not_at_its_timeout(learner):
+    """`status(wait_s)` is the async driver's one call per wake-up (controller/async_vla.py: CONTROL_S): it must
+    return an update's metrics as soon as the update lands, and return empty-handed after `wait_s` when none does."""
+    peers = FakePeers()
+    loop = TrainerLoop(learner, peers, learner.algo.train_batch_episodes, 1, "pause")
+    try:
+        t0 = time.monotonic()
+        assert loop.status(0.3)["metrics"] == [] and 0.25 < time.monotonic() - t0 < 30
+        got = {}
+        waiter = threading.Thread(target=lambda: got.update(t0=time.monotonic(), s=loop.status(600.0)))
+        waiter.start()
+        producers, t = Producers(peers, loop, slow=1), 0
+        while waiter.is_alive() and t < 20000:
+            producers.tick(t)
+            t, _ = t + 1, time.sleep(0.002)
+        waiter.join(timeout=60)
+        assert not waiter.is_alive(), "status() slept through the update"
+        assert got["s"]["metrics"] and got["s"]["policy_version"] >= 1
+        assert time.monotonic() - got["t0"] < 300  # the update, not the 600 s timeout, ended the wait
+    finally:
+        loop.stop()
+
+
 def test_without_waiting_for_stragglers_the_bound_breaks(learner, monkeypatch):
     # the check above can fail: with the straggler wait removed, the slow env's old decisions get trained late
     monkeypatch.setattr(TrainerLoop, "_stragglers_done", lambda self: True)

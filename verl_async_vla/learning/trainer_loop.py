@@ -264,6 +264,7 @@ class TrainerLoop:
         metrics.update(episode_metrics(batch))
         with self.cond:
             self.metrics.append(metrics)
+            self.cond.notify_all()  # a driver waiting in `status`
 
     def _publish_loop(self) -> None:
         try:
@@ -311,11 +312,19 @@ class TrainerLoop:
         return self.published if held is None else (weights_to_wire(held[0]), held[1])
 
     # ---- control ----------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self, wait_s: float = 0.0) -> dict[str, Any]:
+        """The metrics of every update since the last call; with none yet, wait up to `wait_s` for one (the driver
+        wakes at each update instead of polling)."""
+        deadline = time.monotonic() + wait_s
+        with self.cond:
+            while not self.metrics and self.error is None and not self.stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            metrics, self.metrics = self.metrics, []
         if self.error is not None:
             raise RuntimeError(f"actor trainer loop failed: {self.error!r}") from self.error
-        with self.cond:
-            metrics, self.metrics = self.metrics, []
         return {"policy_version": self.learner.version, "metrics": metrics}
 
     def received_from(self, prefix: int) -> dict[int, int]:

@@ -69,10 +69,11 @@ class ActorWorker(Worker):
         self.loop.push(episodes)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def stream_status(self) -> dict:
+    def stream_status(self, wait_s: float = 0.0) -> dict:
+        """Metrics of the updates since the last call; waits up to `wait_s` for the next one if there are none."""
         if self.loop is None:
             return {"policy_version": self.learner.version, "metrics": []}
-        return self.loop.status()
+        return self.loop.status(wait_s)
 
     # ---- the weight plane (learning/weight_plane.py) ----------------------------------------------------------
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
