@@ -68,7 +68,8 @@ WORKLOADS = {
     "embedded_128k": [],
     # the main job's 64 envs over 4 env workers of 16 (default 2 x 32): a layout, not the main job; every trainer runs
     # it. An env worker steps its envs on threads of one process, so its Python (GIL) work is serial: does spreading
-    # the lanes over more processes let the producers use the cores async leaves idle?
+    # the lanes over more processes let the producers use the cores async leaves idle? Measured 2026-12-08 (0cbbcc6, 3
+    # repeats): no, async 0.97x the best sync here against 1.25x at 2 x 32 in the same session
     "embedded_4x16": ["env.num_workers=4", "env.num_envs_per_worker=16"],
     # Real LIBERO: 4 shards x 2 envs (~1.3 GB each), agent-view camera, suite's own episode length (220).
     "libero_spatial": [

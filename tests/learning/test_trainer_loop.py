@@ -157,6 +157,56 @@ def test_the_driver_wakes_at_an_update_not_at_its_timeout(learner):
         loop.stop()
 
 
+def one_episode(episode_id, version, length=2):
+    ep = Episode(episode_id, episode_id, "reach", env_steps=2 * length)
+    for _ in range(length):
+        ep.image.append(np.zeros((8, 8, 3), np.uint8))
+        ep.state.append(np.zeros(4, np.float32))
+        ep.actions.append(np.zeros((2, 2), np.float32))
+        ep.log_prob.append(-1.0)
+        ep.value.append(0.0)
+        ep.reward.append(0.0)
+        ep.version.append(version)
+    return episodes_to_proto([ep], HORIZON)
+
+
+def test_a_straggler_wait_asks_the_env_workers_rarely_and_ends_at_the_arrival(learner):
+    """While `pause` waits for a straggler, every check of the open episodes is a Ray call to each env worker: it is
+    made at once when an episode arrives and otherwise backs off (STRAGGLER_POLL_S doubling to STRAGGLER_POLL_MAX_S),
+    so a long wait (LIBERO: ~20 s) does not flood the env workers, and the straggler's arrival still ends it."""
+    peers = FakePeers()
+    asks = []
+    real = peers.open_versions
+    peers.open_versions = lambda: (asks.append(time.monotonic()), real())[1]
+    loop = TrainerLoop(learner, peers, learner.algo.train_batch_episodes, 1, "pause")
+    try:
+        for i in range(4):  # update 1, on version 0
+            loop.push(one_episode(i, 0))
+        deadline = time.monotonic() + 60
+        while learner.version < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.version == 1
+        with peers.lock:
+            peers.open[99] = 0  # an episode begun on version 0 is still open: update 2 must wait for it
+        for i in range(4, 8):
+            loop.push(one_episode(i, 1))
+        time.sleep(3.0)
+        assert learner.version == 1, "trained past an open must-train episode"
+        waited = [t for t in asks if t > asks[0] + 0.1]
+        # 3 s of waiting: ~10 asks backing off to 0.5 s; at a fixed 20 ms it would be ~150
+        assert 3 <= len(waited) <= 25, len(waited)
+        t_arrival = time.monotonic()
+        loop.push(one_episode(99, 0))
+        with peers.lock:
+            peers.open.pop(99)
+        while learner.version < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.version == 2
+        assert time.monotonic() - t_arrival < 30  # the arrival, not a 0.5 s poll forever, ended it
+    finally:
+        loop.stop()
+
+
 def test_without_waiting_for_stragglers_the_bound_breaks(learner, monkeypatch):
     # the check above can fail: with the straggler wait removed, the slow env's old decisions get trained late
     monkeypatch.setattr(TrainerLoop, "_stragglers_done", lambda self: True)

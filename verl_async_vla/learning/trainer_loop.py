@@ -48,6 +48,14 @@ from verl_async_vla.telemetry.timeline import SpanRecorder
 
 log = logging.getLogger(__name__)
 
+# While `pause` waits for a straggler, the trainer re-asks the env workers for their open episodes' versions at once
+# when an episode arrives (that is how a straggler ends), else after a quiet spell that doubles from STRAGGLER_POLL_S
+# up to STRAGGLER_POLL_MAX_S (a faulted episode ends without arriving). Every ask is a Ray call to each env worker;
+# asked every 20 ms, a 22 s straggler wait on LIBERO (episodes of ~60 s, 4 env workers) made ~3,500 of them, on the
+# cores the envs need (found 2026-12-08).
+STRAGGLER_POLL_S = 0.02
+STRAGGLER_POLL_MAX_S = 0.5
+
 
 @dataclass
 class TrainPlane:
@@ -157,6 +165,7 @@ class TrainerLoop:
 
     # ---- the trainer thread -----------------------------------------------------------------------------
     def _run(self) -> None:
+        quiet = 0  # straggler checks in a row with no arrival in between (backs the next check off)
         try:
             while True:
                 with self.cond:
@@ -170,10 +179,14 @@ class TrainerLoop:
                     continue
                 t_wait = time.monotonic()
                 if not self._stragglers_done():
+                    with self.cond:  # an arrival (`push` notifies) ends the wait at once
+                        if not self.arrived:
+                            self.cond.wait(min(STRAGGLER_POLL_MAX_S, STRAGGLER_POLL_S * 2**quiet))
+                        quiet = 0 if self.arrived else quiet + 1
                     self.stats["straggler_wait_s"] += time.monotonic() - t_wait
-                    with self.cond:
-                        self.cond.wait(0.02)
+                    self.stats["straggler_checks"] += 1
                     continue
+                quiet = 0
                 # every episode the env workers did not report is now in `arrived` (they report an episode until
                 # its push has been received): merge them before choosing, or a must-train one could be missed
                 self._merge_arrivals()
@@ -255,6 +268,8 @@ class TrainerLoop:
         metrics["actor/snapshot_s"] = time.time() - t_snap
         metrics["actor/must_train"] = float(must)
         metrics["actor/straggler_wait_s"] = self.stats.pop("straggler_wait_s", 0.0)
+        # the open-version asks made meanwhile (a Ray call to every env worker each)
+        metrics["actor/straggler_checks"] = self.stats.pop("straggler_checks", 0.0)
         # publications finished since the last update: the longest time a rollout worker stopped serving
         metrics["actor/rollout_stall_s"] = self.stats.pop("rollout_stall_s", 0.0)
         metrics["actor/weight_plane_fallbacks"] = self.stats.get("weight_plane_fallbacks", 0.0)
