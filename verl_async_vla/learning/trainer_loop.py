@@ -182,7 +182,7 @@ class TrainerLoop:
                     with self.cond:  # an arrival (`push` notifies) ends the wait at once
                         if not self.arrived:
                             self.cond.wait(min(STRAGGLER_POLL_MAX_S, STRAGGLER_POLL_S * 2**quiet))
-                        quiet = 0 if self.arrived else quiet + 1
+                        quiet = 0 if self.arrived else min(quiet + 1, 5)  # 20 ms x 2**5 > the 0.5 s cap
                     self.stats["straggler_wait_s"] += time.monotonic() - t_wait
                     self.stats["straggler_checks"] += 1
                     continue
